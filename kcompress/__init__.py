@@ -1,0 +1,7 @@
+"""kcompress: Keras 3 native pruning, quantization and distillation."""
+
+from kcompress import pruning
+
+__version__ = "0.1.0"
+
+__all__ = ["pruning", "__version__"]

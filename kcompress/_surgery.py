@@ -1,0 +1,177 @@
+"""Model surgery: copy a Keras model and swap some of its layers.
+
+Every kcompress transformation (wrap for pruning, strip, ...) is "copy the
+model, replacing some layers". `transform_layers` is the one place that does
+it, for every kind of Keras 3 model:
+
+- plain `Sequential` and `Functional` models go through
+  `keras.models.clone_model`, so the result is an ordinary model whose config
+  lists the new layers (it saves and loads as `.keras`);
+- any other model (subclassed models, keras-hub tasks and backbones, layers
+  nested inside composite layers such as attention) is copied from its config
+  and weights, keeping its class, and the layers are swapped in place in the
+  copy: attributes, tracked layer lists and functional graph nodes.
+
+The input model is never modified.
+"""
+
+import keras
+from keras.src.models.functional import Functional
+
+
+def fresh_copy(layer):
+    """Returns a new layer or model built from `layer`'s config (new weights)."""
+    try:
+        config = keras.saving.serialize_keras_object(layer)
+        new = keras.saving.deserialize_keras_object(config)
+    except Exception as error:
+        raise ValueError(
+            f"Expected a model whose layers can be copied from their config "
+            f"(implement `get_config` on custom layers and register them with "
+            f"`keras.saving.register_keras_serializable`). Received: "
+            f"{type(layer).__name__} '{layer.name}', which failed with: {error}"
+        ) from error
+    if not new.built and layer.built:
+        build_config = layer.get_build_config()
+        if build_config:
+            new.build_from_config(build_config)
+    return new
+
+
+def copy_layer(layer, fallback_weights=None):
+    """Returns a fresh copy of a built layer or model, with its weights.
+
+    Args:
+        layer: The layer or model to copy.
+        fallback_weights: Optional callable ``layer -> list of values`` used
+            when the copy rebuilt from the config has fewer weights than
+            `layer` (a layer swapped in place is not in its parent's config).
+    """
+    new = fresh_copy(layer)
+    if len(new.weights) == len(layer.weights):
+        new.set_weights(layer.get_weights())
+        return new
+    values = fallback_weights(layer) if fallback_weights is not None else None
+    if values is None or len(values) != len(new.weights):
+        raise ValueError(
+            f"Expected the copy of '{layer.name}' to have the same weights as "
+            f"the original. Received: {len(new.weights)} weights in the copy "
+            f"and {len(layer.weights)} in the original; build the model (call "
+            f"it on data) before transforming it."
+        )
+    new.set_weights([keras.ops.convert_to_numpy(v) for v in values])
+    return new
+
+
+def is_plain_graph_model(model):
+    """True for `Sequential` and `Functional` models whose config is their graph."""
+    if isinstance(model, keras.Sequential):
+        return type(model) is keras.Sequential
+    return type(model) is Functional or (
+        type(model) is keras.Model and isinstance(model, Functional)
+    )
+
+
+def transform_layers(model, replace, fallback_weights=None):
+    """Returns a copy of `model` with layers swapped by `replace`.
+
+    Args:
+        model: A built Keras model (or layer).
+        replace: Callable ``layer -> new_layer | None``, called on copies of
+            the model's layers, outermost first. A layer for which it returns
+            a new layer is replaced (and not descended into); for None, its
+            sublayers are offered in turn.
+        fallback_weights: See `copy_layer`.
+
+    Returns:
+        The transformed copy.
+    """
+    if is_plain_graph_model(model):
+
+        def clone(layer):
+            new = copy_layer(layer, fallback_weights)
+            replaced = replace(new)
+            if replaced is not None:
+                return replaced
+            replace_in_place(new, replace)
+            return new
+
+        cloned = keras.models.clone_model(model, clone_function=clone)
+        return cloned
+    new = copy_layer(model, fallback_weights)
+    replace_in_place(new, replace)
+    return new
+
+
+def replace_in_place(root, replace):
+    """Swaps, inside `root`, each sublayer for which `replace` returns a layer."""
+    swaps = {}
+    parents = []
+
+    def visit(layer):
+        parents.append(layer)
+        for child in list(layer._layers):
+            if id(child) in swaps:
+                continue
+            new = replace(child)
+            if new is not None and new is not child:
+                swaps[id(child)] = (child, new)
+            else:
+                visit(child)
+
+    visit(root)
+    for old, new in swaps.values():
+        new._inbound_nodes = old._inbound_nodes
+        new._outbound_nodes = old._outbound_nodes
+        for node in old._inbound_nodes:
+            node.operation = new
+    for parent in parents:
+        _rebind(parent, swaps)
+    return root
+
+
+def _swap(value, swaps):
+    return swaps[id(value)][1] if id(value) in swaps else value
+
+
+def _rebind(parent, swaps):
+    """Points every reference `parent` holds to a swapped layer at its new one."""
+    tracker = getattr(parent, "_tracker", None)
+    if tracker is not None:
+        for old, new in swaps.values():
+            if tracker.is_in_store("layers", old):
+                tracker.replace_tracked_value("layers", old, new)
+    for name, value in list(vars(parent).items()):
+        if name in ("_tracker", "_inbound_nodes", "_outbound_nodes"):
+            continue
+        if isinstance(value, keras.layers.Layer) and id(value) in swaps:
+            locked = tracker is not None and tracker.locked
+            if locked:
+                tracker.unlock()
+            setattr(parent, name, swaps[id(value)][1])
+            if locked:
+                tracker.lock()
+        elif isinstance(value, list):
+            for i, item in enumerate(value):
+                if id(item) in swaps:
+                    value[i] = swaps[id(item)][1]
+        elif isinstance(value, tuple) and any(id(v) in swaps for v in value):
+            object.__setattr__(parent, name, type(value)(_swap(v, swaps) for v in value))
+        elif isinstance(value, dict):
+            for key, item in list(value.items()):
+                if id(item) in swaps:
+                    value[key] = swaps[id(item)][1]
+    if isinstance(parent, Functional):
+        # Functional.get_config keys its nodes by id(operation).
+        for old, new in swaps.values():
+            for index in range(len(new._inbound_nodes)):
+                key = f"{id(old)}_ib-{index}"
+                if key in parent._nodes:
+                    parent._nodes.remove(key)
+                    parent._nodes.add(f"{id(new)}_ib-{index}")
+
+
+def find_layers(model, predicate):
+    """All layers under `model` (nested too) for which `predicate` holds."""
+    return [layer for layer in model._flatten_layers(include_self=False) if predicate(layer)]
+

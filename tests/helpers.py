@@ -1,0 +1,116 @@
+"""Shared test helpers: tiny models of every kind and round-trip checks."""
+
+import os
+import tempfile
+
+import keras
+import numpy as np
+
+
+def run_serialization_test(obj):
+    """get_config -> from_config gives an equal config; returns the copy."""
+    config = keras.saving.serialize_keras_object(obj)
+    restored = keras.saving.deserialize_keras_object(config)
+    assert keras.saving.serialize_keras_object(restored) == config
+    return restored
+
+
+def save_and_load(model, name="model.keras"):
+    """Round-trips a model through a `.keras` file."""
+    path = os.path.join(tempfile.mkdtemp(), name)
+    model.save(path)
+    return keras.models.load_model(path)
+
+
+def mlp(input_dim=16, hidden=32, outputs=2):
+    return keras.Sequential(
+        [
+            keras.Input((input_dim,)),
+            keras.layers.Dense(hidden, activation="relu"),
+            keras.layers.Dense(outputs),
+        ]
+    )
+
+
+def functional_cnn():
+    inputs = keras.Input((8, 8, 4))
+    x = keras.layers.Conv2D(8, 3, activation="relu")(inputs)
+    x = keras.layers.DepthwiseConv2D(3)(x)
+    x = keras.layers.SeparableConv2D(8, 1)(x)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    return keras.Model(inputs, keras.layers.Dense(2)(x))
+
+
+def functional_attention():
+    inputs = keras.Input((6, 16))
+    x = keras.layers.MultiHeadAttention(num_heads=2, key_dim=8)(inputs, inputs)
+    x = keras.layers.GlobalAveragePooling1D()(x)
+    return keras.Model(inputs, keras.layers.Dense(2)(x))
+
+
+@keras.saving.register_keras_serializable(package="kcompress_tests")
+class SubclassedMLP(keras.Model):
+    def __init__(self, hidden=32, outputs=2, **kwargs):
+        super().__init__(**kwargs)
+        self.hidden = hidden
+        self.outputs_dim = outputs
+        self.dense_in = keras.layers.Dense(hidden, activation="relu")
+        self.dense_out = keras.layers.Dense(outputs)
+
+    def call(self, x, training=None):
+        return self.dense_out(self.dense_in(x, training=training), training=training)
+
+    def get_config(self):
+        return {**super().get_config(), "hidden": self.hidden, "outputs": self.outputs_dim}
+
+
+def subclassed_mlp(input_dim=16):
+    model = SubclassedMLP()
+    model(np.zeros((1, input_dim), "float32"))
+    return model
+
+
+def tiny_bert_classifier(seq_len=8):
+    import keras_hub
+
+    backbone = keras_hub.models.BertBackbone(
+        vocabulary_size=64,
+        num_layers=2,
+        num_heads=2,
+        hidden_dim=16,
+        intermediate_dim=32,
+        max_sequence_length=seq_len,
+    )
+    return keras_hub.models.BertTextClassifier(backbone, num_classes=2, preprocessor=None)
+
+
+def bert_inputs(n=32, seq_len=8, seed=0):
+    rng = np.random.default_rng(seed)
+    return {
+        "token_ids": rng.integers(0, 64, (n, seq_len)).astype("int32"),
+        "segment_ids": np.zeros((n, seq_len), "int32"),
+        "padding_mask": np.ones((n, seq_len), "int32"),
+    }
+
+
+def data_for(model, n=32, seed=0):
+    """Random (x, y) matching a model's inputs, with 2-class labels."""
+    rng = np.random.default_rng(seed)
+    if getattr(model, "backbone", None) is not None:
+        x = bert_inputs(n, seed=seed)
+    else:
+        try:
+            shape = tuple(model.inputs[0].shape[1:])
+        except (AttributeError, TypeError, ValueError):
+            shape = (16,)  # Subclassed models here take 16 features.
+        x = rng.standard_normal((n, *shape)).astype("float32")
+    return x, rng.integers(0, 2, n)
+
+
+MODEL_KINDS = {
+    "sequential": mlp,
+    "functional_cnn": functional_cnn,
+    "functional_attention": functional_attention,
+    "subclassed": subclassed_mlp,
+    "keras_hub_bert": tiny_bert_classifier,
+}
