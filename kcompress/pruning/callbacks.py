@@ -83,6 +83,10 @@ class UpdatePruningStep(keras.callbacks.Callback):
     def get_config(self):
         return {}
 
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
+
 
 @keras.saving.register_keras_serializable(package="kcompress")
 class PruningSummaries(keras.callbacks.Callback):
@@ -135,14 +139,23 @@ class PruningSummaries(keras.callbacks.Callback):
 
     def _write(self, step):
         import tensorflow as tf
+        from tensorflow.core.framework import summary_pb2
 
-        with self._writer.as_default(step=step):
-            for wrapper in _wrappers(self.model):
-                for (variable, mask) in wrapper.pruned_weights:
-                    sparsity = 1.0 - float(np.mean(mask.numpy()))
-                    tf.summary.scalar(f"sparsity/{variable.path}", sparsity)
-                _, target = wrapper.sparsity_schedule(wrapper.pruning_step.numpy())
-                tf.summary.scalar("sparsity/target", float(target))
+        # TensorBoard's scalar format, written with core TF so that the
+        # tensorboard package is not needed to log.
+        metadata = summary_pb2.SummaryMetadata(
+            plugin_data=summary_pb2.SummaryMetadata.PluginData(plugin_name="scalars")
+        ).SerializeToString()
+        values = {}
+        for wrapper in _wrappers(self.model):
+            for variable, mask in wrapper.pruned_weights:
+                values[f"sparsity/{variable.path}"] = 1.0 - float(np.mean(mask.numpy()))
+            _, target = wrapper.sparsity_schedule(wrapper.pruning_step.numpy())
+            values["sparsity/target"] = float(target)
+        with self._writer.as_default():
+            for tag, value in values.items():
+                tf.summary.write(tag, tf.constant(value, tf.float32), step=step,
+                                 metadata=metadata)
         self._writer.flush()
 
     def on_train_batch_end(self, batch, logs=None):
@@ -160,3 +173,7 @@ class PruningSummaries(keras.callbacks.Callback):
 
     def get_config(self):
         return {"log_dir": self.log_dir, "update_freq": self.update_freq}
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
