@@ -15,6 +15,8 @@ it, for every kind of Keras 3 model:
 The input model is never modified.
 """
 
+import os
+
 import keras
 from keras.src.models.functional import Functional
 
@@ -38,6 +40,34 @@ def fresh_copy(layer):
     return new
 
 
+def _copy_assets(source, target):
+    """Copies Keras assets (e.g. keras-hub tokenizer vocabularies) across.
+
+    Assets are not part of a config or of the weights; Keras' own saving
+    code moves them, so a copy uses the same path: write `source`'s assets to
+    a temporary folder and load them into `target`, which has the same
+    structure wherever assets live.
+    """
+    import tempfile
+
+    from keras.src.saving import saving_lib
+
+    with tempfile.TemporaryDirectory() as parent:
+        folder = os.path.join(parent, "assets")
+        saving_lib._save_state(
+            source, weights_store=None,
+            assets_store=saving_lib.DiskIOStore(folder, mode="w"),
+            inner_path="", visited_saveables=set(),
+        )
+        if not any(files for _, _, files in os.walk(folder)):
+            return
+        saving_lib._load_state(
+            target, weights_store=None,
+            assets_store=saving_lib.DiskIOStore(folder, mode="r"),
+            inner_path="", visited_saveables=set(), failed_saveables=set(),
+        )
+
+
 def copy_layer(layer, fallback_weights=None):
     """Returns a fresh copy of a built layer or model, with its weights.
 
@@ -48,6 +78,7 @@ def copy_layer(layer, fallback_weights=None):
             `layer` (a layer swapped in place is not in its parent's config).
     """
     new = fresh_copy(layer)
+    _copy_assets(layer, new)
     if len(new.weights) == len(layer.weights):
         new.set_weights(layer.get_weights())
         return new

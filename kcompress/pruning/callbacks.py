@@ -18,12 +18,14 @@ def _wrappers(model):
 
 @keras.saving.register_keras_serializable(package="kcompress")
 class UpdatePruningStep(keras.callbacks.Callback):
-    """Advances the pruning step of every wrapper once per training batch.
+    """Starts and checks the pruning step of every wrapper in `fit`.
 
-    Required in `fit` for any model with `PruneLowMagnitude` layers: the step
-    drives the schedule. Batch ``i`` of a fresh model runs at step ``i``
-    (tfmot's convention); a model loaded from `.keras` resumes at the step
-    it was saved at.
+    Required in `fit` for any model with `PruneLowMagnitude` layers (as in
+    tfmot). Batch ``i`` of a fresh model runs at step ``i``; a model loaded
+    from `.keras` resumes at the step it was saved at. The step itself
+    advances inside the compiled train step, so the callback costs nothing
+    per batch. It raises a clear error when the model's `call` does not
+    pass `training` on to its layers (pruning would silently not happen).
 
     Example:
 
@@ -41,8 +43,8 @@ class UpdatePruningStep(keras.callbacks.Callback):
 
     def __init__(self):
         super().__init__()
-        self.step = 0
         self._wrappers = []
+        self._checked = False
 
     def on_train_begin(self, logs=None):
         self._wrappers = _wrappers(self.model)
@@ -53,18 +55,16 @@ class UpdatePruningStep(keras.callbacks.Callback):
                 f"UpdatePruningStep. Received: model '{self.model.name}' "
                 "with none."
             )
-        steps = [int(w.pruning_step.numpy()) for w in self._wrappers]
-        self.step = max(0, max(steps))
         for wrapper in self._wrappers:
             wrapper._step_callback_attached = True
-            wrapper.pruning_step.assign(self.step)
-
-    def on_train_batch_begin(self, batch, logs=None):
-        for wrapper in self._wrappers:
-            wrapper.pruning_step.assign(self.step)
+            if int(wrapper.pruning_step.numpy()) < 0:
+                wrapper.pruning_step.assign(0)
+        self._checked = False
 
     def on_train_batch_end(self, batch, logs=None):
-        self.step += 1
+        if self._checked:
+            return
+        self._checked = True
         if not any(w._traced_for_training for w in self._wrappers):
             raise ValueError(
                 "Expected the pruning wrappers to be called with "
@@ -73,12 +73,6 @@ class UpdatePruningStep(keras.callbacks.Callback):
                 "to its layers; add a `training=None` argument to call() and "
                 "pass it on, as Keras requires for Dropout and BatchNorm too."
             )
-
-    def on_train_end(self, logs=None):
-        # The last step ran; stored steps point to the next one, so a saved
-        # model resumes where it stopped.
-        for wrapper in self._wrappers:
-            wrapper.pruning_step.assign(self.step)
 
     def get_config(self):
         return {}

@@ -30,14 +30,22 @@ def _scores(weights, previous_mask):
 
 
 def _keep_top(scores, sparsity):
-    """Mask over the flat `scores` keeping all but round(size * sparsity)."""
+    """Mask over the flat `scores` pruning exactly round(size * sparsity).
+
+    One sort finds the threshold; ties at the threshold are pruned in
+    position order, so the count is exact even when many scores are equal.
+    """
     size = ops.shape(scores)[0]
-    num_pruned = ops.cast(
-        ops.round(ops.cast(size, "float32") * sparsity), "int32"
-    )
-    # Rank of each score (0 = smallest); stable, so ties go by position.
-    ranks = ops.argsort(ops.argsort(scores))
-    return ops.cast(ranks >= num_pruned, "float32")
+    num_pruned = ops.cast(ops.round(ops.cast(size, "float32") * sparsity), "int32")
+    ordered = ops.sort(scores)
+    threshold = ops.take(ordered, ops.maximum(num_pruned - 1, 0))
+    below = scores < threshold
+    tied = ops.equal(scores, threshold)
+    quota = num_pruned - ops.sum(ops.cast(below, "int32"))
+    tied_rank = ops.cumsum(ops.cast(tied, "int32"))
+    pruned = ops.logical_or(below, ops.logical_and(tied, tied_rank <= quota))
+    pruned = ops.logical_and(pruned, num_pruned > 0)
+    return 1.0 - ops.cast(pruned, "float32")
 
 
 class SparsityPattern:

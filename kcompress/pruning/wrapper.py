@@ -18,8 +18,10 @@ class PruneLowMagnitude(keras.layers.Wrapper):
     weights neither act nor receive gradient, and the stored weights are
     left untouched until `strip_pruning`. Masks only grow.
 
-    The step is advanced by the `UpdatePruningStep` callback, which `fit`
-    must be given.
+    The step advances by one on every training call, inside the compiled
+    step (no per-batch Python work); `fit` must be given the
+    `UpdatePruningStep` callback, which starts it and checks the setup. A
+    layer called several times per batch (weight sharing) counts each call.
 
     Args:
         layer: The layer to prune: one of the families in
@@ -168,6 +170,7 @@ class PruneLowMagnitude(keras.layers.Wrapper):
                 )
             self._traced_for_training = True
             self.update_masks()
+            self.pruning_step.assign_add(1)
         mapping = list(zip(self.pruned_variables, self.masked_values()))
         with keras.StatelessScope(state_mapping=mapping):
             return self.layer(inputs, *args, training=training, **kwargs)

@@ -196,3 +196,13 @@ def test_subclassed_model_that_drops_training_flag_is_reported():
     with pytest.raises(ValueError, match="does not pass `training`"):
         pruned.fit(np.zeros((8, 4)), np.zeros((8, 2)), verbose=0,
                    callbacks=[pruning.UpdatePruningStep()])
+
+
+def test_keras_hub_task_with_preprocessor_keeps_its_vocabulary():
+    from kcompress.data import load_minilm_classifier
+
+    model = load_minilm_classifier(num_classes=2, sequence_length=16)
+    texts = np.array(["a moving, funny film", "dull and far too long"])
+    pruned = pruning.prune_low_magnitude(model)
+    # Assets (the tokenizer's vocabulary) are copied with the model.
+    np.testing.assert_allclose(pruned.predict(texts, verbose=0), model.predict(texts, verbose=0), atol=1e-5)
