@@ -37,8 +37,8 @@ class UpdatePruningStep(keras.callbacks.Callback):
     >>> pruned.compile("sgd", "mse")
     >>> _ = pruned.fit(np.ones((8, 8)), np.ones((8, 4)), batch_size=4,
     ...                verbose=0, callbacks=[pruning.UpdatePruningStep()])
-    >>> int(pruned.layers[-1].pruning_step.numpy())
-    1
+    >>> int(pruned.layers[-1].pruning_step.numpy())  # two batches ran
+    2
     """
 
     def __init__(self):

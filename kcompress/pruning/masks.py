@@ -84,7 +84,7 @@ class Unstructured(SparsityPattern):
 
     >>> import numpy as np
     >>> w = np.array([[0.1, -2.0], [0.3, 4.0]], "float32")
-    >>> Unstructured().compute_mask(w, 0.5).tolist()
+    >>> np.asarray(Unstructured().compute_mask(w, 0.5)).tolist()
     [[0.0, 1.0], [0.0, 1.0]]
     """
 
@@ -113,7 +113,7 @@ class NM(SparsityPattern):
 
     >>> import numpy as np
     >>> w = np.array([[1.0], [-4.0], [3.0], [0.5]], "float32")
-    >>> NM(2, 4).compute_mask(w, sparsity=0.5).ravel().tolist()
+    >>> np.asarray(NM(2, 4).compute_mask(w, sparsity=0.5)).ravel().tolist()
     [0.0, 1.0, 1.0, 0.0]
     """
 
@@ -168,7 +168,7 @@ class Block(SparsityPattern):
 
     >>> import numpy as np
     >>> w = np.array([[1.0, 1.0, 0.1, 0.1]], "float32")
-    >>> Block((1, 2)).compute_mask(w, 0.5).tolist()
+    >>> np.asarray(Block((1, 2)).compute_mask(w, 0.5)).tolist()
     [[1.0, 1.0, 0.0, 0.0]]
     """
 
