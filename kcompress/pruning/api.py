@@ -46,7 +46,7 @@ def _layer_filter(layers):
         for item in items:
             if isinstance(item, str):
                 named = _surgery.find_layers(
-                    model, lambda layer: fnmatch.fnmatchcase(layer.name, item)
+                    model, lambda layer, item=item: fnmatch.fnmatchcase(layer.name, item)
                 )
                 if named and not any(prunable.lookup(layer) for layer in named):
                     kinds = sorted({type(layer).__name__ for layer in named})

@@ -13,10 +13,12 @@ import numpy as np
 import pytest
 
 from kcompress.data import minilm
-from kcompress.data.minilm import load_minilm_backbone
-from kcompress.data.minilm import load_minilm_classifier
-from kcompress.data.minilm import load_minilm_preprocessor
-from kcompress.data.minilm import minilm_preset_dir
+from kcompress.data.minilm import (
+    load_minilm_backbone,
+    load_minilm_classifier,
+    load_minilm_preprocessor,
+    minilm_preset_dir,
+)
 
 SEQUENCE_LENGTH = 16
 CLS_ID, SEP_ID, PAD_ID = 101, 102, 0

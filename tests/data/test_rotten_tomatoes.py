@@ -8,11 +8,13 @@ import numpy as np
 import pytest
 
 from kcompress.data import rotten_tomatoes as rt
-from kcompress.data.rotten_tomatoes import SPLITS
-from kcompress.data.rotten_tomatoes import TextSplit
-from kcompress.data.rotten_tomatoes import load_rotten_tomatoes
-from kcompress.data.rotten_tomatoes import load_rotten_tomatoes_corpus
-from kcompress.data.rotten_tomatoes import split_indices
+from kcompress.data.rotten_tomatoes import (
+    SPLITS,
+    TextSplit,
+    load_rotten_tomatoes,
+    load_rotten_tomatoes_corpus,
+    split_indices,
+)
 
 EXPECTED_SIZES = {"train": 10248, "validation": 1280, "test": 1280}
 

@@ -4,7 +4,7 @@ import pytest
 import tensorflow as tf
 
 from kcompress import pruning
-from tests.helpers import mlp, tiny_bert_classifier, data_for
+from tests.helpers import data_for, mlp, tiny_bert_classifier
 
 
 @pytest.fixture(scope="module")

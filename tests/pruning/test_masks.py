@@ -46,7 +46,8 @@ def test_masks_only_grow_with_previous_mask(data, first, second):
     pattern = pruning.Unstructured()
     mask1 = np.asarray(pattern.compute_mask(weights, first))
     # Training moves weights: pruned ones may now be large, yet stay pruned.
-    moved = weights + data.draw(hnp.arrays("float32", (6, 10), elements=st.floats(-3, 3, width=32, allow_subnormal=False)))
+    noise = hnp.arrays("float32", (6, 10), elements=st.floats(-3, 3, width=32, allow_subnormal=False))
+    moved = weights + data.draw(noise)
     mask2 = np.asarray(pattern.compute_mask(moved, first + second, previous_mask=mask1))
     assert ((mask1 == 0) <= (mask2 == 0)).all()
     assert int((mask2 == 0).sum()) == round(60 * (first + second))
