@@ -10,7 +10,7 @@ from kcompress.pruning.schedules import (
     PolynomialDecay,
     PruningSchedule,
 )
-from kcompress.pruning.wrapper import PruneLowMagnitude
+from kcompress.pruning.wrapper import PruneLowMagnitude, pruning_wrappers
 
 __all__ = [
     "Block",
@@ -26,6 +26,7 @@ __all__ = [
     "Unstructured",
     "UpdatePruningStep",
     "prune_low_magnitude",
+    "pruning_wrappers",
     "sparsity_report",
     "strip_pruning",
 ]

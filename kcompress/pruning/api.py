@@ -7,7 +7,7 @@ import keras
 from kcompress import _surgery
 from kcompress._errors import expected_error
 from kcompress.pruning import masks, prunable, schedules
-from kcompress.pruning.wrapper import PruneLowMagnitude
+from kcompress.pruning.wrapper import PruneLowMagnitude, pruning_wrappers
 
 
 def _layer_filter(layers):
@@ -123,7 +123,7 @@ def prune_low_magnitude(
             "a built model (call it on data or give it an Input)",
             to_prune=to_prune.name,
         )
-    if any(isinstance(layer, PruneLowMagnitude) for layer in to_prune._flatten_layers()):
+    if pruning_wrappers(to_prune):
         raise expected_error(
             "a model not already under pruning (strip_pruning it first)",
             to_prune=to_prune.name,
@@ -140,7 +140,7 @@ def prune_low_magnitude(
         return wrapper
 
     pruned = _surgery.transform_layers(to_prune, wrap)
-    if not any(isinstance(layer, PruneLowMagnitude) for layer in pruned._flatten_layers()):
+    if not pruning_wrappers(pruned):
         raise expected_error(
             f"layers to match at least one prunable layer of model "
             f"'{to_prune.name}' ({prunable.supported_names()})",
@@ -175,9 +175,7 @@ def strip_pruning(model):
         return _unwrapped(model)
     if not isinstance(model, keras.Model):
         raise expected_error("a keras.Model", model=model)
-    wrappers = [
-        layer for layer in model._flatten_layers() if isinstance(layer, PruneLowMagnitude)
-    ]
+    wrappers = pruning_wrappers(model)
     if not wrappers:
         return _surgery.copy_layer(model)
     # A copy rebuilt from a config that does not list the wrappers (keras-hub

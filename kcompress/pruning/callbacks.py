@@ -5,15 +5,7 @@ import os
 import keras
 import numpy as np
 
-from kcompress.pruning.wrapper import PruneLowMagnitude
-
-
-def _wrappers(model):
-    return [
-        layer
-        for layer in model._flatten_layers(include_self=False)
-        if isinstance(layer, PruneLowMagnitude)
-    ]
+from kcompress.pruning.wrapper import pruning_wrappers
 
 
 @keras.saving.register_keras_serializable(package="kcompress")
@@ -47,7 +39,7 @@ class UpdatePruningStep(keras.callbacks.Callback):
         self._checked = False
 
     def on_train_begin(self, logs=None):
-        self._wrappers = _wrappers(self.model)
+        self._wrappers = pruning_wrappers(self.model)
         if not self._wrappers:
             raise ValueError(
                 "Expected a model with pruning wrappers (made by "
@@ -141,7 +133,7 @@ class PruningSummaries(keras.callbacks.Callback):
             plugin_data=summary_pb2.SummaryMetadata.PluginData(plugin_name="scalars")
         ).SerializeToString()
         values = {}
-        for wrapper in _wrappers(self.model):
+        for wrapper in pruning_wrappers(self.model):
             for variable, mask in wrapper.pruned_weights:
                 values[f"sparsity/{variable.path}"] = 1.0 - float(np.mean(mask.numpy()))
             _, target = wrapper.sparsity_schedule(wrapper.pruning_step.numpy())

@@ -202,3 +202,16 @@ class PruneLowMagnitude(keras.layers.Wrapper):
                 config[key], custom_objects=custom_objects
             )
         return cls(**config)
+
+
+def pruning_wrappers(model):
+    """All `PruneLowMagnitude` layers in `model`, at any depth.
+
+    Example:
+
+    >>> from kcompress import pruning
+    >>> model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
+    >>> len(pruning_wrappers(pruning.prune_low_magnitude(model)))
+    1
+    """
+    return [layer for layer in model._flatten_layers() if isinstance(layer, PruneLowMagnitude)]

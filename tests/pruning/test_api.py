@@ -19,10 +19,6 @@ def fit_pruned(model, schedule, pattern=None, layers=None, epochs=1, batch_size=
     return pruned, x
 
 
-def wrapped_layers(model):
-    return [l for l in model._flatten_layers() if isinstance(l, pruning.PruneLowMagnitude)]
-
-
 @pytest.mark.parametrize("kind", sorted(MODEL_KINDS))
 def test_every_model_kind_prunes_strips_and_keeps_its_type(kind):
     model = MODEL_KINDS[kind]()
@@ -32,7 +28,7 @@ def test_every_model_kind_prunes_strips_and_keeps_its_type(kind):
     stripped = pruning.strip_pruning(pruned)
 
     assert type(stripped) is type(model)
-    assert not wrapped_layers(stripped)
+    assert not pruning.pruning_wrappers(stripped)
     # Every prunable kernel reached exactly the scheduled sparsity.
     report = pruning.sparsity_report(stripped)
     kernel_rows = [r for r in report.rows if not r.path.endswith("embeddings")]
@@ -50,7 +46,7 @@ def test_every_model_kind_prunes_strips_and_keeps_its_type(kind):
 
 def test_keras_hub_prunes_nested_attention_and_ffn_but_not_embeddings():
     pruned = pruning.prune_low_magnitude(tiny_bert_classifier())
-    paths = {v.path for w in wrapped_layers(pruned) for v in w.pruned_variables}
+    paths = {v.path for w in pruning.pruning_wrappers(pruned) for v in w.pruned_variables}
     for part in ("query", "key", "value", "attention_output",
                  "feedforward_intermediate_dense", "feedforward_output_dense"):
         assert any(f"transformer_layer_0/self_attention_layer/{part}/kernel" == p
@@ -60,18 +56,18 @@ def test_keras_hub_prunes_nested_attention_and_ffn_but_not_embeddings():
 
 def test_embeddings_are_pruned_only_when_asked():
     pruned = pruning.prune_low_magnitude(tiny_bert_classifier(), layers=[keras.layers.Embedding])
-    paths = {v.path for w in wrapped_layers(pruned) for v in w.pruned_variables}
+    paths = {v.path for w in pruning.pruning_wrappers(pruned) for v in w.pruned_variables}
     assert paths and all(p.endswith("embeddings") for p in paths)
 
 
 def test_layer_filter_by_name_glob_and_callable():
     model = tiny_bert_classifier()
     by_name = pruning.prune_low_magnitude(model, layers="feedforward_*")
-    assert {w.layer.name for w in wrapped_layers(by_name)} == {
+    assert {w.layer.name for w in pruning.pruning_wrappers(by_name)} == {
         "feedforward_intermediate_dense", "feedforward_output_dense"}
-    assert len(wrapped_layers(by_name)) == 4
+    assert len(pruning.pruning_wrappers(by_name)) == 4
     by_callable = pruning.prune_low_magnitude(model, layers=lambda l: l.name == "logits")
-    assert [w.layer.name for w in wrapped_layers(by_callable)] == ["logits"]
+    assert [w.layer.name for w in pruning.pruning_wrappers(by_callable)] == ["logits"]
 
 
 @given(
@@ -115,7 +111,7 @@ def test_masks_only_grow_during_fit():
 
     class RecordMasks(keras.callbacks.Callback):
         def on_train_batch_end(self, batch, logs=None):
-            history.append([m.numpy().copy() for w in wrapped_layers(pruned) for m in w.masks])
+            history.append([m.numpy().copy() for w in pruning.pruning_wrappers(pruned) for m in w.masks])
 
     pruned.compile("adam", "mse")
     x = np.random.default_rng(0).standard_normal((64, 16)).astype("float32")

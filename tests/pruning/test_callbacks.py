@@ -39,8 +39,7 @@ def test_step_counts_batches_across_fits():
     for expected in (4, 8):
         pruned.fit(x, np.zeros((32, 2)), batch_size=8, verbose=0,
                    callbacks=[pruning.UpdatePruningStep()])
-        steps = {int(layer.pruning_step.numpy()) for layer in pruned._flatten_layers()
-                 if isinstance(layer, pruning.PruneLowMagnitude)}
+        steps = {int(layer.pruning_step.numpy()) for layer in pruning.pruning_wrappers(pruned)}
         assert steps == {expected}
 
 

@@ -18,10 +18,6 @@ from tests.helpers import (
 )
 
 
-def wrappers(model):
-    return [l for l in model._flatten_layers() if isinstance(l, pruning.PruneLowMagnitude)]
-
-
 def compile_model(model):
     model.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     return model
@@ -47,17 +43,17 @@ def test_keras_file_round_trip_resumes_masks_and_step(make):
 
     loaded = save_and_load(pruned)
     np.testing.assert_allclose(loaded.predict(x, verbose=0), pruned.predict(x, verbose=0), atol=1e-6)
-    for old, new in zip(wrappers(pruned), wrappers(loaded)):
+    for old, new in zip(pruning.pruning_wrappers(pruned), pruning.pruning_wrappers(loaded)):
         assert int(new.pruning_step.numpy()) == int(old.pruning_step.numpy()) == 4
         for m_old, m_new in zip(old.masks, new.masks):
             np.testing.assert_array_equal(m_old.numpy(), m_new.numpy())
 
     # Continuing fit resumes at step 4 and grows the same masks.
-    saved_masks = [m.numpy() for w in wrappers(loaded) for m in w.masks]
+    saved_masks = [m.numpy() for w in pruning.pruning_wrappers(loaded) for m in w.masks]
     compile_model(loaded).fit(x, y, batch_size=8, epochs=1, verbose=0,
                               callbacks=[pruning.UpdatePruningStep()])
-    assert all(int(w.pruning_step.numpy()) == 8 for w in wrappers(loaded))
-    for before, w_mask in zip(saved_masks, [m.numpy() for w in wrappers(loaded) for m in w.masks]):
+    assert all(int(w.pruning_step.numpy()) == 8 for w in pruning.pruning_wrappers(loaded))
+    for before, w_mask in zip(saved_masks, [m.numpy() for w in pruning.pruning_wrappers(loaded) for m in w.masks]):
         assert ((before == 0) <= (w_mask == 0)).all()
     for row in pruning.sparsity_report(pruning.strip_pruning(loaded)).rows:
         assert row.zeros == round(row.size * 0.75)
@@ -89,8 +85,8 @@ def test_keras_hub_resumes_through_weights_checkpoint():
 
     fresh = pruning.prune_low_magnitude(model, sparsity_schedule=schedule)
     fresh.load_weights(path)
-    assert all(int(w.pruning_step.numpy()) == 2 for w in wrappers(fresh))
-    for old, new in zip(wrappers(pruned), wrappers(fresh)):
+    assert all(int(w.pruning_step.numpy()) == 2 for w in pruning.pruning_wrappers(fresh))
+    for old, new in zip(pruning.pruning_wrappers(pruned), pruning.pruning_wrappers(fresh)):
         np.testing.assert_array_equal(old.masks[0].numpy(), new.masks[0].numpy())
     np.testing.assert_allclose(fresh.predict(x, verbose=0), pruned.predict(x, verbose=0), atol=1e-6)
 
