@@ -1,7 +1,7 @@
 """kcompress: Keras 3 native pruning, quantization and distillation."""
 
-from kcompress import pruning
+from kcompress import pruning, quantization
 
 __version__ = "0.1.0"
 
-__all__ = ["pruning", "__version__"]
+__all__ = ["pruning", "quantization", "__version__"]

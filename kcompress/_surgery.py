@@ -161,6 +161,22 @@ def replace_in_place(root, replace):
     return root
 
 
+def _allow_export(tracked_list):
+    """Lets TF save a tracked list after an item was swapped in place.
+
+    TF's `ListWrapper` refuses to save a list once an element was replaced,
+    because restoring by position could mix up objects. A swap keeps every
+    position meaningful (the new layer takes the old one's place), so the
+    refusal does not apply; without this a keras-hub model with swapped
+    layers cannot be exported to a SavedModel (and so to TFLite).
+    """
+    if hasattr(tracked_list, "_non_append_mutation_value"):
+        tracked_list._non_append_mutation_value = False
+        tracked_list._external_modification_value = False
+        if hasattr(tracked_list, "_update_snapshot"):
+            tracked_list._update_snapshot()
+
+
 def _swap(value, swaps):
     return swaps[id(value)][1] if id(value) in swaps else value
 
@@ -186,6 +202,7 @@ def _rebind(parent, swaps):
             for i, item in enumerate(value):
                 if id(item) in swaps:
                     value[i] = swaps[id(item)][1]
+                    _allow_export(value)
         elif isinstance(value, tuple) and any(id(v) in swaps for v in value):
             object.__setattr__(parent, name, type(value)(_swap(v, swaps) for v in value))
         elif isinstance(value, dict):

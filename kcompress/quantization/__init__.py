@@ -1,0 +1,26 @@
+"""Quantization-aware training for Keras 3 models, exportable to int8 TFLite."""
+
+from kcompress.quantization.api import calibrate, quantization_wrappers, quantize_model, strip_quantization
+from kcompress.quantization.attention import QuantizeAttention
+from kcompress.quantization.base import QuantizeBase
+from kcompress.quantization.config import QuantizationConfig
+from kcompress.quantization.embedding import QuantizeEmbedding
+from kcompress.quantization.kernel import QuantizeKernel
+from kcompress.quantization.layer_norm import QuantizeLayerNorm
+from kcompress.quantization.output import QuantizeOutput
+from kcompress.quantization.quantizers import ActivationQuantizer
+
+__all__ = [
+    "ActivationQuantizer",
+    "QuantizationConfig",
+    "QuantizeAttention",
+    "QuantizeBase",
+    "QuantizeEmbedding",
+    "QuantizeKernel",
+    "QuantizeLayerNorm",
+    "QuantizeOutput",
+    "calibrate",
+    "quantization_wrappers",
+    "quantize_model",
+    "strip_quantization",
+]

@@ -1,0 +1,206 @@
+"""Entry points: `quantize_model`, `strip_quantization`, `calibrate`."""
+
+import fnmatch
+
+import keras
+
+from kcompress import _surgery
+from kcompress._errors import expected_error
+from kcompress.quantization import config as config_lib
+from kcompress.quantization import quantizers, registry
+from kcompress.quantization.base import QuantizeBase
+
+
+def quantization_wrappers(model):
+    """All quantization wrappers in `model`, nested ones included."""
+    return _surgery.find_layers(model, lambda layer: isinstance(layer, QuantizeBase))
+
+
+def _per_layer(config, layer_configs):
+    """Returns ``layer -> QuantizationConfig | None`` from the overrides."""
+    if layer_configs is None:
+        layer_configs = {}
+    if not isinstance(layer_configs, dict):
+        raise expected_error(
+            "layer_configs to be a dict of layer name pattern -> config or None", layer_configs=layer_configs
+        )
+    resolved = {}
+    for pattern, value in layer_configs.items():
+        if not isinstance(pattern, str):
+            raise expected_error("layer name patterns (str) as layer_configs keys", layer_configs=layer_configs)
+        resolved[pattern] = None if value is None else config_lib.get(value)
+
+    def choose(layer):
+        for pattern, value in resolved.items():
+            if fnmatch.fnmatchcase(layer.name, pattern):
+                return value
+        return config
+
+    return choose, resolved
+
+
+def quantize_model(model, config=None, layer_configs=None):
+    """Returns a copy of `model` that trains with int8 fake quantization.
+
+    Every supported layer (see `registry.QUANTIZABLE`: Dense, EinsumDense,
+    Conv1D/2D, DepthwiseConv2D, Embedding, MultiHeadAttention and keras-hub's
+    attention, LayerNormalization, Add/Concatenate/activations/average
+    pooling) is wrapped so that its weights and the activations the int8
+    TFLite graph holds are rounded as the int8 kernels will round them.
+    Train it with `fit` as usual; `tflite_export.convert(..., mode="int8")`
+    then writes an int8 `.tflite` whose outputs match it. Works on
+    Sequential, functional, subclassed and keras-hub models; the input model
+    is unchanged. Zero weights (a model pruned and stripped by
+    `kcompress.pruning`) stay zero.
+
+    Args:
+        model: A built `keras.Model`.
+        config: A `QuantizationConfig` (default: int8 per-channel weights,
+            int8 activations).
+        layer_configs: Optional dict of layer-name glob pattern ->
+            `QuantizationConfig`, or None to leave matching layers float.
+            The first matching pattern wins.
+
+    Returns:
+        The quantization-aware model.
+
+    Example:
+
+    >>> import numpy as np
+    >>> from kcompress import quantization
+    >>> model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(16, activation="relu"),
+    ...                           keras.layers.Dense(2)])
+    >>> qat = quantization.quantize_model(model)
+    >>> qat.compile("adam", "mse")
+    >>> _ = qat.fit(np.random.rand(32, 8), np.random.rand(32, 2), verbose=0)
+    >>> [type(layer).__name__ for layer in qat.layers]
+    ['QuantizeKernel', 'QuantizeKernel']
+    """
+    if not isinstance(model, keras.Model):
+        raise expected_error("a keras.Model", model=model)
+    if not model.built:
+        raise expected_error("a built model (call it on data or give it an Input)", model=model.name)
+    if quantization_wrappers(model):
+        raise expected_error("a model not already quantized (strip_quantization it first)", model=model.name)
+    config = config_lib.get(config)
+    choose, patterns = _per_layer(config, layer_configs)
+    for pattern in patterns:
+        if not _surgery.find_layers(model, lambda layer, p=pattern: fnmatch.fnmatchcase(layer.name, p)):
+            raise expected_error(f"layer_configs patterns that match layers of '{model.name}'", pattern=pattern)
+
+    def wrap(layer):
+        entry = registry.lookup(layer)
+        if entry is None:
+            return None
+        layer_config = choose(layer)
+        if layer_config is None:
+            return None
+        wrapper_class, extra = entry
+        return wrapper_class(layer, layer_config, **extra)
+
+    quantized = _surgery.transform_layers(model, wrap)
+    wrappers = quantization_wrappers(quantized)
+    if not wrappers:
+        raise expected_error(
+            f"a model with at least one layer kcompress can quantize ({registry.supported_names()})",
+            model=model.name,
+        )
+    for wrapper in wrappers:
+        if not wrapper.built and wrapper.layer.built:
+            _build_wrapper(wrapper)
+    return quantized
+
+
+def _build_wrapper(wrapper):
+    from kcompress.quantization.attention import QuantizeAttention
+
+    if isinstance(wrapper, QuantizeAttention):
+        wrapper.build(**wrapper.get_build_config()["shapes_dict"])
+    else:
+        wrapper.build(None)
+
+
+def calibrate(model, data, steps=None):
+    """Sets the activation ranges of a quantized model from data, no training.
+
+    Runs inference on `data` while the ranges follow the batches (as in
+    training), then freezes them. Useful before QAT (a better starting
+    range than the first batch) or instead of it, for int8 export of a
+    model that is not fine-tuned (post-training quantization with the
+    same wrappers).
+
+    Args:
+        model: A model returned by `quantize_model`.
+        data: A `tf.data.Dataset` of inputs or ``(inputs, targets)``, or
+            an array / dict of arrays (one batch).
+        steps: Optional number of batches to use.
+
+    Example:
+
+    >>> import numpy as np
+    >>> from kcompress import quantization
+    >>> model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
+    >>> qat = quantization.quantize_model(model)
+    >>> quantization.calibrate(qat, np.ones((8, 4)))
+    1
+    """
+    if not quantization_wrappers(model):
+        raise expected_error("a model returned by quantize_model", model=getattr(model, "name", model))
+    if steps is not None and (not isinstance(steps, int) or steps < 1):
+        raise expected_error("steps to be None or an integer >= 1", steps=steps)
+    batches = [data] if not hasattr(data, "as_numpy_iterator") and not hasattr(data, "element_spec") else data
+    count = 0
+    with quantizers.calibrating():
+        for batch in batches:
+            if steps is not None and count >= steps:
+                break
+            inputs = batch[0] if isinstance(batch, tuple) else batch
+            model(inputs, training=False)
+            count += 1
+    if count == 0:
+        raise expected_error("data with at least one batch", data=data)
+    return count
+
+
+def strip_quantization(model):
+    """Returns a plain Keras copy of `model` with int8-rounded weights.
+
+    Every wrapper is replaced by its layer, whose kernels hold their
+    fake-quantized values; activation ranges are dropped. The result needs
+    nothing from kcompress to load; export the quantization-aware model
+    itself to get an int8 `.tflite`.
+
+    Example:
+
+    >>> from kcompress import quantization
+    >>> model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
+    >>> plain = quantization.strip_quantization(quantization.quantize_model(model))
+    >>> type(plain.layers[-1]).__name__
+    'Dense'
+    """
+    if isinstance(model, QuantizeBase):
+        return _unwrapped(model)
+    if not isinstance(model, keras.Model):
+        raise expected_error("a keras.Model", model=model)
+    wrappers = quantization_wrappers(model)
+    if not wrappers:
+        return _surgery.copy_layer(model)
+    inner = {id(v) for w in wrappers for v in w.layer.weights}
+    wrapper_state = {id(v) for w in wrappers for v in w.weights if id(v) not in inner}
+    rounded = {id(variable): value for w in wrappers for variable, value in w.quantized_weights()}
+
+    def unwrapped_weights(layer):
+        return [rounded.get(id(v), v) for v in layer.weights if id(v) not in wrapper_state]
+
+    return _surgery.transform_layers(
+        model,
+        lambda layer: _unwrapped(layer) if isinstance(layer, QuantizeBase) else None,
+        fallback_weights=unwrapped_weights,
+    )
+
+
+def _unwrapped(wrapper):
+    """The wrapped layer of a copied wrapper, holding its rounded weights."""
+    for variable, value in wrapper.quantized_weights():
+        variable.assign(value)
+    return wrapper.layer

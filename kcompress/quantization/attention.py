@@ -1,0 +1,139 @@
+"""`QuantizeAttention`: multi-head attention as TFLite's int8 kernels run it."""
+
+import keras
+from keras import ops
+
+from kcompress.quantization import fake_quant
+from kcompress.quantization.base import QuantizeBase
+from kcompress.quantization.kernel import QuantizeKernel
+
+# TFLite's int8 SOFTMAX writes probabilities with scale 1/256, zero point -128.
+SOFTMAX_RANGE = (0.0, 255.0 / 256.0)
+_PROJECTIONS = ("_query_dense", "_key_dense", "_value_dense", "_output_dense")
+
+
+def _built_shapes(attention):
+    """Input shapes of a built attention layer, read off its projections."""
+    shapes = {}
+    for role, name in (("query_shape", "_query_dense"), ("value_shape", "_value_dense"), ("key_shape", "_key_dense")):
+        projection = getattr(attention, name)
+        rank = len(projection.equation.split(",")[0])
+        shapes[role] = (None,) * (rank - 1) + (int(projection.kernel.shape[0]),)
+    return shapes
+
+
+@keras.saving.register_keras_serializable(package="kcompress")
+class QuantizeAttention(QuantizeBase):
+    """Trains a `MultiHeadAttention` (or a keras-hub subclass) for int8.
+
+    Quantizes the four projection kernels per channel, and every tensor
+    the int8 graph holds inside attention: the scaled query, key, value,
+    the masked scores, the softmax probabilities (on TFLite's fixed
+    1/256 grid) and the context before the output projection. The scale
+    1/sqrt(key_dim) is applied before the query's range so the converter
+    can fold it into the query projection.
+
+    Works by running the layer's own ``call`` (so masks and keras-hub's
+    extra arguments behave as before) with its ``_compute_attention`` step
+    swapped for a quantized one for the duration of the call.
+
+    Example:
+
+    >>> import numpy as np
+    >>> attention = keras.layers.MultiHeadAttention(num_heads=2, key_dim=4)
+    >>> layer = QuantizeAttention(attention)
+    >>> x = np.random.rand(1, 3, 8).astype("float32")
+    >>> tuple(layer(x, x, training=True).shape)
+    (1, 3, 8)
+    """
+
+    def __init__(self, layer, config=None, **kwargs):
+        super().__init__(layer, config, **kwargs)
+        for role in ("input", "input_value", "input_key", "query", "key", "value", "scores", "context", "output"):
+            self._quantizer(role)
+        self._quantizer("probabilities", fixed_range=SOFTMAX_RANGE)
+        self._shapes = _built_shapes(layer) if layer.built else None
+
+    def get_build_config(self):
+        return {"shapes_dict": self._shapes} if self._shapes else None
+
+    def build_from_config(self, config):
+        if config and "shapes_dict" in config:
+            self.build(**config["shapes_dict"])
+
+    def build(self, query_shape, value_shape=None, key_shape=None):
+        if not self.layer.built:
+            self.layer.build(query_shape, value_shape or query_shape, key_shape)
+        if self._shapes is None:
+            self._shapes = {"query_shape": query_shape, "value_shape": value_shape or query_shape}
+            if key_shape is not None:
+                self._shapes["key_shape"] = key_shape
+        super().build()
+        self._projections = {
+            name: QuantizeKernel(getattr(self.layer, name), self.config, quantize_output=False, keep_zeros=None)
+            for name in _PROJECTIONS
+        }
+
+    def quantized_weights(self):
+        pairs = []
+        for projection in self._projections.values():
+            pairs.extend(projection.quantized_weights())
+        return pairs
+
+    def _attend(self, query, key, value, attention_mask=None, training=None, return_attention_scores=False, **kw):
+        attention = self.layer
+        q = self._quantizers
+        use_causal_mask = kw.get("use_causal_mask", False)
+        if use_causal_mask:
+            causal = attention._compute_causal_mask(query, value)
+            attention_mask = (
+                causal if attention_mask is None else ops.logical_and(ops.cast(attention_mask, "bool"), causal)
+            )
+        query = q["query"](query * (1.0 / float(attention._key_dim) ** 0.5), training=training)
+        key = q["key"](key, training=training)
+        value = q["value"](value, training=training)
+        scores = q["scores"](ops.einsum(attention._dot_product_equation, key, query), training=training)
+        if attention_mask is not None:
+            mask = ops.cast(attention_mask, "bool")
+            axis = -len(attention._attention_axes) * 2 - 1
+            while len(mask.shape) < len(scores.shape):
+                mask = ops.expand_dims(mask, axis=axis)
+            # The int8 graph clamps the fill value to the scores' lowest level.
+            scores = q["scores"].apply(ops.where(mask, scores, -1e9))
+        axis = attention._softmax.axis
+        axis = axis[0] if isinstance(axis, (list, tuple)) and len(axis) == 1 else axis
+        probabilities = q["probabilities"](ops.softmax(scores, axis=axis))
+        dropped = attention._dropout_layer(probabilities, training=training) if attention._dropout else probabilities
+        context = ops.einsum(attention._combine_equation, dropped, value)
+        context = q["context"](context, training=training)
+        return context, probabilities
+
+    def _quantize_inputs(self, query, value, key, training):
+        """Quantizes float inputs no quantized layer produced (self-attention: once)."""
+        quantized_query = self._quantize_input(query, training)
+        if value is query:
+            quantized_value = quantized_query
+        elif fake_quant.is_marked(value):
+            quantized_value = value
+        else:
+            quantized_value = self._quantizers["input_value"](value, training=training)
+        if key is None or key is value:
+            return quantized_query, quantized_value, None if key is None else quantized_value
+        quantized_key = key if fake_quant.is_marked(key) else self._quantizers["input_key"](key, training=training)
+        return quantized_query, quantized_value, quantized_key
+
+    def call(self, query, value, key=None, training=None, **kwargs):
+        attention = self.layer
+        query, value, key = self._quantize_inputs(query, value, key, training)
+
+        def run():
+            object.__setattr__(attention, "_compute_attention", self._attend)
+            try:
+                return attention(query, value, key=key, training=training, **kwargs)
+            finally:
+                object.__delattr__(attention, "_compute_attention")
+
+        outputs = self._run(run, self.quantized_weights())
+        if isinstance(outputs, (tuple, list)):
+            return (self._quantizers["output"](outputs[0], training=training), *outputs[1:])
+        return self._quantizers["output"](outputs, training=training)

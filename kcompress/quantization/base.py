@@ -1,0 +1,69 @@
+"""What every quantization wrapper shares: config, output range, saving."""
+
+import keras
+
+from kcompress import _stateless
+from kcompress.quantization import config as config_lib
+from kcompress.quantization import fake_quant
+from kcompress.quantization.quantizers import ActivationQuantizer
+
+
+class QuantizeBase(keras.layers.Wrapper):
+    """Base of the wrappers: a `QuantizationConfig` and activation quantizers.
+
+    Subclasses create their `ActivationQuantizer` sublayers in `__init__`
+    through `_quantizer`, so saving finds them by name.
+    """
+
+    def __init__(self, layer, config=None, **kwargs):
+        kwargs.setdefault("name", f"quant_{layer.name}")
+        super().__init__(layer, **kwargs)
+        self.config = config_lib.get(config)
+        self._quantizers = {}
+
+    def _quantizer(self, role, fixed_range=None):
+        quantizer = ActivationQuantizer(self.config, fixed_range=fixed_range, name=f"{self.name}_{role}")
+        self._quantizers[role] = quantizer
+        return quantizer
+
+    def build(self, input_shape=None):
+        if not self.layer.built and input_shape is not None:
+            self.layer.build(input_shape)
+        for quantizer in self._quantizers.values():
+            if not quantizer.built:
+                quantizer.build()
+        self.built = True
+
+    @property
+    def quantizers(self):
+        """Role -> `ActivationQuantizer` of the ranges this wrapper learns."""
+        return dict(self._quantizers)
+
+    def _quantize_input(self, x, training):
+        """Quantizes a float input unless a quantized layer produced it."""
+        if fake_quant.is_marked(x) or not keras.backend.is_float_dtype(keras.backend.standardize_dtype(x.dtype)):
+            return x
+        return self._quantizers["input"](x, training=training)
+
+    def _run(self, fn, mapping):
+        """Runs `fn` with weights replaced by `mapping`, keeping range updates."""
+        return _stateless.call_with_values(fn, mapping, self.variables)
+
+    def quantized_weights(self):
+        """``(variable, fake-quantized value)`` pairs the layer runs with."""
+        return []
+
+    def compute_output_spec(self, *args, **kwargs):
+        return self.layer.compute_output_spec(*args, **kwargs)
+
+    def get_config(self):
+        config = super().get_config()
+        config["config"] = keras.saving.serialize_keras_object(self.config)
+        return config
+
+    @classmethod
+    def from_config(cls, config, custom_objects=None):
+        config = dict(config)
+        config["layer"] = keras.saving.deserialize_keras_object(config["layer"], custom_objects=custom_objects)
+        config["config"] = config_lib.get(config["config"])
+        return cls(**config)

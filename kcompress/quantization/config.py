@@ -1,0 +1,79 @@
+"""`QuantizationConfig`: how one layer (or the whole model) is quantized."""
+
+import dataclasses
+
+import keras
+
+from kcompress._errors import check_int, expected_error
+
+
+@keras.saving.register_keras_serializable(package="kcompress")
+@dataclasses.dataclass(frozen=True)
+class QuantizationConfig:
+    """Settings for quantization-aware training, matching TFLite's int8 scheme.
+
+    The defaults are what the TFLite int8 kernels run: weights symmetric
+    int8 with one scale per output channel (zero point 0, range -127..127),
+    activations asymmetric int8 with one range per tensor.
+
+    Attributes:
+        weight_bits: Bits of the weight grid, 2..8. Below 8 the weights are
+            trained on a coarser grid (they are still stored as int8).
+        activation_bits: Bits of the activation grid: 8, or 16 for int16
+            activations (`int16x8` export).
+        per_channel: One weight scale per output channel (True) or one per
+            tensor (False).
+        symmetric_weights: Symmetric weight grid (zero point 0). TFLite's
+            int8 kernels need symmetric weights.
+        ema_decay: Decay of the moving-average activation ranges, in [0, 1).
+        preserve_sparsity: Keep weights that are exactly zero at zero while
+            training (for models pruned by `kcompress.pruning`).
+
+    Example:
+
+    >>> config = QuantizationConfig(weight_bits=4)
+    >>> QuantizationConfig.from_config(config.get_config()) == config
+    True
+    """
+
+    weight_bits: int = 8
+    activation_bits: int = 8
+    per_channel: bool = True
+    symmetric_weights: bool = True
+    ema_decay: float = 0.99
+    preserve_sparsity: bool = True
+
+    def __post_init__(self):
+        object.__setattr__(self, "weight_bits", check_int("weight_bits", self.weight_bits, minimum=2))
+        if self.weight_bits > 8:
+            raise expected_error("weight_bits in [2, 8]", weight_bits=self.weight_bits)
+        bits = check_int("activation_bits", self.activation_bits, minimum=8)
+        if bits not in (8, 16):
+            raise expected_error("activation_bits of 8 or 16", activation_bits=self.activation_bits)
+        object.__setattr__(self, "activation_bits", bits)
+        decay = self.ema_decay
+        if isinstance(decay, bool) or not isinstance(decay, (int, float)) or not 0.0 <= decay < 1.0:
+            raise expected_error("ema_decay in [0, 1)", ema_decay=decay)
+        for name in ("per_channel", "symmetric_weights", "preserve_sparsity"):
+            if not isinstance(getattr(self, name), bool):
+                raise expected_error(f"{name} to be a bool", **{name: getattr(self, name)})
+
+    def get_config(self):
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
+
+
+def get(config):
+    """Returns a `QuantizationConfig` from None, a config or a dict."""
+    if config is None:
+        return QuantizationConfig()
+    if isinstance(config, QuantizationConfig):
+        return config
+    if isinstance(config, dict):
+        if "class_name" in config:
+            return keras.saving.deserialize_keras_object(config)
+        return QuantizationConfig(**config)
+    raise expected_error("a QuantizationConfig, a dict or None", config=config)

@@ -1,0 +1,90 @@
+"""Fake quantization: float math that rounds to the grid an int8 kernel uses.
+
+Weights are rounded with `keras.ops` and a straight-through gradient; once a
+model is frozen for conversion that math folds into constants already on the
+int8 grid, which the TFLite converter stores losslessly (per channel for
+FULLY_CONNECTED, CONV_2D and DEPTHWISE_CONV_2D). Activations go through TF's
+``FakeQuantWithMinMaxVars`` op, the op the converter reads ranges from.
+"""
+
+import tensorflow as tf
+from keras import ops
+
+_MARK = "_kcompress_quantized"
+
+
+def weight_step(weights, reduce_axes, bits=8):
+    """Step (scale) of the symmetric grid of `weights`, one per kept axis.
+
+    Example:
+
+    >>> import numpy as np
+    >>> float(weight_step(np.array([[-1.27, 0.5]]), reduce_axes=None)[0, 0])
+    0.01
+    """
+    qmax = 2 ** (bits - 1) - 1
+    largest = ops.max(ops.abs(weights), axis=reduce_axes, keepdims=True)
+    return ops.maximum(largest, 1e-12) / qmax
+
+
+def fake_quant_symmetric(weights, reduce_axes, bits=8):
+    """Rounds `weights` to a symmetric grid (zero point 0, ±(2^(bits-1)-1)).
+
+    The gradient passes straight through (the rounding is invisible to it).
+
+    Args:
+        weights: A float tensor.
+        reduce_axes: Axes that share one scale: the input (contracted) axes
+            for per-channel quantization, or None for one scale per tensor.
+        bits: Grid bits.
+
+    Example:
+
+    >>> import numpy as np
+    >>> w = np.array([[0.3, -1.0], [1.27, 0.003]], "float32")
+    >>> np.asarray(fake_quant_symmetric(w, reduce_axes=0), "float64").round(4).tolist()
+    [[0.3, -1.0], [1.27, 0.0]]
+    """
+    qmax = 2 ** (bits - 1) - 1
+    step = weight_step(weights, reduce_axes, bits)
+    snapped = ops.clip(ops.round(weights / step), -qmax, qmax) * step
+    return weights + ops.stop_gradient(snapped - weights)
+
+
+def fake_quant_range(x, minimum, maximum, bits=8):
+    """Fake-quantizes `x` to `bits` on ``[minimum, maximum]`` (TF's nudged grid).
+
+    The range is widened to contain 0, as TFLite requires. Uses
+    ``tf.quantization.fake_quant_with_min_max_vars``, whose gradient clips
+    outside the range and which the TFLite converter turns into int8
+    tensor parameters.
+
+    Example:
+
+    >>> float(fake_quant_range(0.3, -1.0, 1.0))
+    0.29803...
+    """
+    x = ops.convert_to_tensor(x, "float32")
+    minimum = ops.minimum(ops.cast(minimum, "float32"), 0.0)
+    maximum = ops.maximum(ops.cast(maximum, "float32"), minimum + 1e-6)
+    maximum = ops.maximum(maximum, 0.0)
+    return tf.quantization.fake_quant_with_min_max_vars(x, minimum, maximum, num_bits=bits, narrow_range=False)
+
+
+def fake_quant_constant(x, bits=8):
+    """Fake-quantizes a small constant (a LayerNorm scale) on its own range."""
+    return fake_quant_range(x, ops.min(x), ops.max(x), bits)
+
+
+def mark(x):
+    """Records that `x` already carries an int8 range (best effort)."""
+    try:
+        setattr(x, _MARK, True)
+    except (AttributeError, TypeError):
+        pass
+    return x
+
+
+def is_marked(x):
+    """True if `x` came out of a kcompress activation quantizer."""
+    return bool(getattr(x, _MARK, False))

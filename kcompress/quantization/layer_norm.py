@@ -1,0 +1,88 @@
+"""`QuantizeLayerNorm`: layer normalization in the form int8 kernels run well."""
+
+import keras
+from keras import ops
+
+from kcompress.quantization import fake_quant
+from kcompress.quantization.base import QuantizeBase
+
+# TFLite's int8 L2_NORMALIZATION writes with scale 1/128, zero point 0.
+UNIT_RANGE = (-1.0, 127.0 / 128.0)
+
+
+def supports(layer):
+    """Whether `layer` normalizes over its last axis only (what BERTs use)."""
+    axis = layer.axis if isinstance(layer.axis, (list, tuple)) else [layer.axis]
+    rank = len(layer.gamma.shape) if layer.built and layer.scale else None
+    return len(axis) == 1 and axis[0] in (-1, rank) and not getattr(layer, "rms_scaling", False)
+
+
+@keras.saving.register_keras_serializable(package="kcompress")
+class QuantizeLayerNorm(QuantizeBase):
+    """Trains a `LayerNormalization` (last axis) for int8.
+
+    The TFLite converter lowers LayerNormalization to a dozen int8 ops
+    (variance, RSQRT, ...) that each round: the main reason transformer
+    int8 models lose accuracy. This wrapper computes the same function as
+
+        centered = x - mean(x)
+        y = l2_normalize(centered) * (gamma * sqrt(d)) + beta
+
+    which the converter maps to MEAN, SUB, L2_NORMALIZATION (exact int32
+    arithmetic inside one kernel), MUL and ADD, and trains with the ranges
+    of each of those tensors. The two differ only in how epsilon enters:
+    ``max(sum, min(d * eps, 1e-4))`` instead of ``sum + d * eps`` (TFLite
+    fuses the L2 normalization only for a small epsilon), which matters
+    only for rows of nearly constant values.
+
+    Example:
+
+    >>> import numpy as np
+    >>> norm = keras.layers.LayerNormalization()
+    >>> layer = QuantizeLayerNorm(norm)
+    >>> x = np.random.rand(2, 8).astype("float32")
+    >>> y = layer(x, training=True)
+    >>> bool(np.abs(np.asarray(y) - np.asarray(norm(x))).max() < 0.1)
+    True
+    """
+
+    def __init__(self, layer, config=None, **kwargs):
+        super().__init__(layer, config, **kwargs)
+        for role in ("input", "centered", "scaled", "output"):
+            self._quantizer(role)
+        self._quantizer("normalized", fixed_range=UNIT_RANGE)
+
+    def call(self, inputs, training=None):
+        q = self._quantizers
+        norm = self.layer
+        x = q["input"](inputs, training=training)
+        depth = int(x.shape[-1])
+        mean = q["input"].apply(ops.mean(x, axis=-1, keepdims=True))
+        centered = q["centered"](x - mean, training=training)
+        # TFLite fuses l2_normalize into L2_NORMALIZATION only for epsilon < 1e-3.
+        epsilon = min(max(float(norm.epsilon) * depth, 1e-12), 1e-4)
+        normalized = q["normalized"](_l2_normalize(centered, epsilon))
+        if norm.scale:
+            gamma = norm.gamma.value * (depth**0.5)
+        else:
+            gamma = ops.full((depth,), depth**0.5)
+        y = q["scaled"](normalized * _quantized_constant(gamma), training=training)
+        if norm.center:
+            y = y + _quantized_constant(norm.beta.value)
+        return q["output"](y, training=training)
+
+
+def _l2_normalize(x, epsilon):
+    """``x * rsqrt(max(sum(x^2), eps))``: the pattern TFLite fuses into L2_NORMALIZATION."""
+    import tensorflow as tf
+
+    return tf.math.l2_normalize(x, axis=-1, epsilon=epsilon)
+
+
+def _quantized_constant(value):
+    """A per-tensor int8 constant, as the converter stores MUL/ADD operands."""
+    from kcompress.quantization.quantizers import is_exporting
+
+    if is_exporting():
+        return value
+    return fake_quant.fake_quant_constant(value)

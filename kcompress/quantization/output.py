@@ -1,0 +1,70 @@
+"""`QuantizeOutput`: a range for the output of a weightless layer."""
+
+import keras
+from keras import ops
+
+from kcompress.quantization import fake_quant, quantizers
+from kcompress.quantization.attention import SOFTMAX_RANGE
+from kcompress.quantization.base import QuantizeBase
+
+# Merges the int8 graph computes pairwise, left to right: each partial result has a range.
+_CHAINED = {keras.layers.Add: ops.add, keras.layers.Multiply: ops.multiply}
+
+
+@keras.saving.register_keras_serializable(package="kcompress")
+class QuantizeOutput(QuantizeBase):
+    """Quantizes the output of Add, Concatenate, Activation, pooling, ...
+
+    These layers create new values whose range the int8 graph needs. A
+    `Softmax` layer gets TFLite's fixed [0, 1) grid instead of a learnt one.
+    An `Add` or `Multiply` of more than two inputs runs pairwise, as the
+    int8 graph does, with a range for each partial result. A layer whose
+    output is a constant once shapes are fixed (keras-hub's
+    `PositionEmbedding`) is rounded on its own range, as the converter
+    stores constants (``constant=True``).
+
+    Example:
+
+    >>> import numpy as np
+    >>> layer = QuantizeOutput(keras.layers.Add())
+    >>> y = layer([np.ones((1, 2)), np.ones((1, 2))], training=True)
+    >>> float(layer.quantizers["output"].range_max.numpy())
+    2.0
+    """
+
+    def __init__(self, layer, config=None, constant=False, inputs=None, **kwargs):
+        super().__init__(layer, config, **kwargs)
+        self.constant = bool(constant)
+        if inputs is None and layer.built and type(layer) in _CHAINED:
+            shapes = (layer._build_shapes_dict or {}).get("input_shape")
+            inputs = len(shapes) if isinstance(shapes, (list, tuple)) and isinstance(shapes[0], (list, tuple)) else None
+        self.inputs = inputs
+        if not self.constant:
+            fixed = SOFTMAX_RANGE if isinstance(layer, keras.layers.Softmax) else None
+            self._quantizer("output", fixed_range=fixed)
+        for i in range(1, (inputs or 2) - 1):
+            self._quantizer(f"partial_{i}")
+
+    def call(self, inputs, training=None, **kwargs):
+        if self.constant:
+            y = self.layer(inputs, **kwargs)
+            return fake_quant.mark(y if quantizers.is_exporting() else fake_quant.fake_quant_constant(y))
+        combine = _CHAINED.get(type(self.layer))
+        if combine is not None and isinstance(inputs, (list, tuple)) and len(inputs) > 2:
+            if len(inputs) != self.inputs:
+                raise ValueError(
+                    f"Expected {self.inputs} inputs to '{self.name}', as when it was wrapped. "
+                    f"Received: {len(inputs)} inputs"
+                )
+            y = inputs[0]
+            for i, x in enumerate(inputs[1:-1], start=1):
+                y = self._quantizers[f"partial_{i}"](combine(y, x), training=training)
+            y = combine(y, inputs[-1])
+        else:
+            y = self.layer(inputs, **kwargs)
+        return self._quantizers["output"](y, training=training)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"constant": self.constant, "inputs": self.inputs})
+        return config

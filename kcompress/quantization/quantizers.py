@@ -1,0 +1,139 @@
+"""`ActivationQuantizer`: a tensor's int8 range, learnt while training."""
+
+import contextlib
+import threading
+
+import keras
+from keras import ops
+
+from kcompress.quantization import config as config_lib
+from kcompress.quantization import fake_quant
+
+_state = threading.local()
+
+
+@contextlib.contextmanager
+def calibrating():
+    """Inside this context, inference calls also update activation ranges."""
+    previous = getattr(_state, "calibrating", False)
+    _state.calibrating = True
+    try:
+        yield
+    finally:
+        _state.calibrating = previous
+
+
+def is_calibrating():
+    return getattr(_state, "calibrating", False)
+
+
+@contextlib.contextmanager
+def exporting():
+    """Inside this context, constants are left for the converter to quantize.
+
+    The converter quantizes constant operands (a LayerNorm's scale) on
+    their own range, as `fake_quant_constant` does in training; an explicit
+    fake-quant op on a folded constant would not convert.
+    """
+    previous = getattr(_state, "exporting", False)
+    _state.exporting = True
+    try:
+        yield
+    finally:
+        _state.exporting = previous
+
+
+def is_exporting():
+    return getattr(_state, "exporting", False)
+
+
+@keras.saving.register_keras_serializable(package="kcompress")
+class ActivationQuantizer(keras.layers.Layer):
+    """Fake-quantizes a tensor on a range tracked by moving averages.
+
+    In training calls (and inside `calibrating()`), the range follows the
+    batch minimum and maximum with an exponential moving average (the first
+    batch sets it). In inference calls the range is frozen. With
+    ``fixed_range`` the range never moves (a softmax output is always in
+    [0, 1)). The output is marked so that the next quantized layer does not
+    quantize it again.
+
+    Args:
+        config: A `QuantizationConfig` (its `activation_bits` and `ema_decay`
+            are used).
+        fixed_range: Optional ``(min, max)`` used instead of a learnt range.
+        **kwargs: Base layer arguments.
+
+    Example:
+
+    >>> import numpy as np
+    >>> quantizer = ActivationQuantizer()
+    >>> y = quantizer(np.linspace(-1, 1, 5), training=True)
+    >>> [round(float(v), 3) for v in (quantizer.range_min, quantizer.range_max)]
+    [-1.0, 1.0]
+    """
+
+    def __init__(self, config=None, fixed_range=None, **kwargs):
+        super().__init__(**kwargs)
+        self.config = config_lib.get(config)
+        self.fixed_range = tuple(float(v) for v in fixed_range) if fixed_range is not None else None
+
+    def build(self, input_shape=None):
+        if self.fixed_range is None:
+            self.range_min = self.add_weight(
+                name="range_min", shape=(), initializer="zeros", trainable=False, aggregation="mean"
+            )
+            self.range_max = self.add_weight(
+                name="range_max", shape=(), initializer="zeros", trainable=False, aggregation="mean"
+            )
+            self.initialized = self.add_weight(
+                name="initialized", shape=(), initializer="zeros", trainable=False, aggregation="mean"
+            )
+        self.built = True
+
+    def current_range(self):
+        """The ``(min, max)`` range as tensors."""
+        if self.fixed_range is not None:
+            return self.fixed_range
+        return self.range_min.value, self.range_max.value
+
+    def update_range(self, x):
+        decay = self.config.ema_decay
+        x = ops.cast(x, "float32")
+        batch_min = ops.minimum(ops.min(x), 0.0)
+        batch_max = ops.maximum(ops.max(x), 0.0)
+        first = ops.cast(self.initialized.value < 0.5, "float32")
+        keep = decay * (1.0 - first)
+        self.range_min.assign(keep * self.range_min.value + (1.0 - keep) * batch_min)
+        self.range_max.assign(keep * self.range_max.value + (1.0 - keep) * batch_max)
+        self.initialized.assign(1.0)
+
+    def call(self, x, training=None):
+        if self.fixed_range is None and (training or is_calibrating()):
+            self.update_range(x)
+        low, high = self.current_range()
+        return fake_quant.mark(fake_quant.fake_quant_range(x, low, high, self.config.activation_bits))
+
+    def apply(self, x):
+        """Fake-quantizes `x` on the current range without updating it."""
+        low, high = self.current_range()
+        return fake_quant.mark(fake_quant.fake_quant_range(x, low, high, self.config.activation_bits))
+
+    def compute_output_spec(self, x, training=None):
+        return keras.KerasTensor(x.shape, dtype="float32")
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "config": keras.saving.serialize_keras_object(self.config),
+                "fixed_range": list(self.fixed_range) if self.fixed_range is not None else None,
+            }
+        )
+        return config
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        config["config"] = config_lib.get(config["config"])
+        return cls(**config)

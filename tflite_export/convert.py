@@ -1,0 +1,288 @@
+"""`convert`: a Keras model to a `.tflite`, in one of five numeric modes."""
+
+import dataclasses
+import tempfile
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from kcompress._errors import check_int, expected_error
+from tflite_export import _files
+from tflite_export.inspect import describe
+
+MODES = ("float32", "float16", "dynamic", "int8", "int16x8")
+
+
+@dataclasses.dataclass(frozen=True)
+class Conversion:
+    """What `convert` wrote.
+
+    Attributes:
+        path: The `.tflite` file.
+        mode: The conversion mode.
+        size_bytes: File size.
+        quantization_aware: Whether the int8 ranges came from a
+            quantization-aware (kcompress.quantization) model.
+        model: The written graph described (`tflite_export.inspect.TFLiteModel`):
+            inputs, outputs, ops and dtypes.
+    """
+
+    path: str
+    mode: str
+    size_bytes: int
+    quantization_aware: bool
+    model: object = dataclasses.field(repr=False)
+
+    def __str__(self):
+        counts = ", ".join(f"{name} x{n}" for name, n in self.model.op_counts().most_common())
+        kind = "full integer" if self.model.is_full_integer() else "has float tensors"
+        return (
+            f"{self.path}: {self.mode}, {self.size_bytes / 1e6:.2f} MB, {len(self.model.ops)} ops ({kind})\n"
+            f"ops: {counts}"
+        )
+
+
+def _signature(model, batch_size, example, input_shapes=None):
+    """Static `tf.TensorSpec`s for the model inputs (dict or list)."""
+    inputs = model.input if isinstance(getattr(model, "input", None), dict) else None
+    if inputs is None:
+        try:
+            inputs = model.inputs
+        except (AttributeError, ValueError):
+            inputs = None
+    if not inputs:
+        raise expected_error(
+            "a model with known inputs (a functional, Sequential or keras-hub model)", model=model.name
+        )
+
+    def spec(name, tensor, sample):
+        shape = [batch_size] + list(tensor.shape[1:])
+        given = input_shapes.get(name) if isinstance(input_shapes, dict) else input_shapes
+        if given is not None:
+            given = tuple(given)
+            if len(given) != len(shape) - 1 or any(d is not None and d != g for d, g in zip(shape[1:], given)):
+                raise expected_error(
+                    f"input_shapes for '{name}' compatible with {tuple(tensor.shape[1:])} (no batch axis)",
+                    input_shapes=input_shapes,
+                )
+            shape = [batch_size] + list(given)
+        if any(d is None for d in shape[1:]):
+            if sample is None:
+                raise expected_error(
+                    "static input shapes: pass input_shapes or representative_data to read them from",
+                    **{name: tuple(tensor.shape)},
+                )
+            shape = [batch_size] + list(np.shape(sample)[1:])
+        return tf.TensorSpec(shape, tf.as_dtype(keras.backend.standardize_dtype(tensor.dtype)), name=name)
+
+    if isinstance(inputs, dict):
+        sample = example if isinstance(example, dict) else {}
+        return {name: spec(name, tensor, sample.get(name)) for name, tensor in inputs.items()}
+    samples = example if isinstance(example, (list, tuple)) else [example] * len(inputs)
+    names = [getattr(t, "name", f"input_{i}") or f"input_{i}" for i, t in enumerate(inputs)]
+    specs = [spec(n, t, s) for n, t, s in zip(names, inputs, samples)]
+    return specs[0] if len(specs) == 1 else specs
+
+
+def _examples(data, batch_size, steps):
+    """Representative data as a list of batches of `batch_size` rows."""
+    if data is None:
+        return []
+    if isinstance(data, tf.data.Dataset):
+        data = data.map(lambda *item: item[0]) if isinstance(data.element_spec, tuple) else data
+        data = data.unbatch().batch(batch_size, drop_remainder=True).take(steps)
+        return [tf.nest.map_structure(lambda t: t.numpy(), item) for item in data]
+    if isinstance(data, tuple) and len(data) == 2 and not isinstance(data[0], (int, float)):
+        data = data[0]
+    if isinstance(data, dict):
+        rows = {len(np.asarray(v)) for v in data.values()}
+        if len(rows) != 1:
+            raise expected_error("representative_data arrays with the same number of rows", representative_data=rows)
+        n = rows.pop()
+        return [{k: np.asarray(v)[i : i + batch_size] for k, v in data.items()} for i in range(0, n, batch_size)][
+            :steps
+        ]
+    if isinstance(data, (list, tuple)) and data and isinstance(data[0], (list, tuple)):
+        return [list(item) for item in data][:steps]
+    array = np.asarray(data)
+    if array.ndim == 0:
+        raise expected_error("representative_data with a batch axis", representative_data=array.shape)
+    return [array[i : i + batch_size] for i in range(0, len(array) - batch_size + 1, batch_size)][:steps]
+
+
+def _check_example(signature, example):
+    """Raises if an example does not fit the signature; returns it cast."""
+
+    def fit(spec, value):
+        value = np.asarray(value)
+        if tuple(value.shape) != tuple(spec.shape):
+            raise expected_error(
+                f"representative_data for input '{spec.name}' of shape {tuple(spec.shape)}",
+                shape=tuple(value.shape),
+            )
+        want = spec.dtype.as_numpy_dtype
+        if np.dtype(want).kind != value.dtype.kind and not (np.dtype(want).kind == "f" and value.dtype.kind in "iu"):
+            raise expected_error(
+                f"representative_data for input '{spec.name}' of dtype {np.dtype(want).name}",
+                dtype=value.dtype.name,
+            )
+        return value.astype(want)
+
+    if isinstance(signature, dict):
+        if not isinstance(example, dict) or set(example) != set(signature):
+            got = sorted(example) if isinstance(example, dict) else type(example).__name__
+            raise expected_error(f"representative_data with the inputs {sorted(signature)}", inputs=got)
+        return {k: fit(signature[k], example[k]) for k in signature}
+    if isinstance(signature, list):
+        if not isinstance(example, list) or len(example) != len(signature):
+            raise expected_error(f"representative_data with {len(signature)} inputs", inputs=example)
+        return [fit(s, v) for s, v in zip(signature, example)]
+    return [fit(signature, example)]
+
+
+def _export(model, signature, directory):
+    """Writes `model` as a SavedModel with one static `serving_default` endpoint."""
+    archive = keras.export.ExportArchive()
+    archive.track(model)
+    archive.add_endpoint("serving_default", lambda inputs: model(inputs, training=False), input_signature=[signature])
+    archive.write_out(directory, verbose=False)
+
+
+def convert(
+    model,
+    path,
+    mode="float32",
+    representative_data=None,
+    batch_size=1,
+    calibration_steps=100,
+    allow_float_ops=False,
+    input_shapes=None,
+):
+    """Converts a Keras model to a `.tflite` file and describes the result.
+
+    Modes:
+
+    - ``float32``: no quantization.
+    - ``float16``: float16 weights (half the size; runs in float).
+    - ``dynamic``: int8 weights, float activations (dynamic-range).
+    - ``int8``: full integer: int8 weights and activations, int8 float
+      inputs/outputs (integer inputs such as token ids stay int32). Ranges
+      come from a quantization-aware model (`kcompress.quantization`)
+      and/or from `representative_data` (post-training quantization).
+    - ``int16x8``: int16 activations, int8 weights (needs
+      `representative_data`).
+
+    The signature is static (batch `batch_size`, fixed sequence length),
+    as phones and the Edge TPU need; unknown dimensions (a keras-hub
+    model's sequence length) are read from `representative_data`. The file
+    is written atomically: on any error no file is left behind.
+
+    Args:
+        model: A Keras 3 model: Sequential, functional, keras-hub (dict
+            inputs), or one returned by `kcompress.quantization.quantize_model`.
+        path: Output `.tflite` path; its directory must exist.
+        mode: One of `MODES`.
+        representative_data: Inputs for calibration and for static shapes:
+            an array, a dict of arrays, ``(x, y)``, or a `tf.data.Dataset`.
+        batch_size: Static batch size of the signature.
+        calibration_steps: Batches of `representative_data` to calibrate on.
+        allow_float_ops: For ``int8``, write the file even if some ops
+            stay float (otherwise that is an error naming the first one).
+        input_shapes: Shapes (without the batch axis) for inputs whose
+            Keras shape has unknown dimensions: a tuple, or a dict by input
+            name, e.g. ``{"token_ids": (64,), "segment_ids": (64,),
+            "padding_mask": (64,)}``.
+
+    Returns:
+        A `Conversion`.
+
+    Example:
+
+    >>> import tempfile, os
+    >>> model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
+    >>> out = os.path.join(tempfile.mkdtemp(), "m.tflite")
+    >>> result = convert(model, out, mode="dynamic")
+    >>> result.mode, result.model.inputs[0].shape
+    ('dynamic', (1, 4))
+    """
+    from kcompress import quantization
+
+    if mode not in MODES:
+        raise expected_error(f"mode in {MODES}", mode=mode)
+    if not isinstance(model, keras.Model):
+        raise expected_error("a keras.Model", model=model)
+    path = _files.output_path(path)
+    batch_size = check_int("batch_size", batch_size, minimum=1)
+    calibration_steps = check_int("calibration_steps", calibration_steps, minimum=1)
+    aware = bool(quantization.quantization_wrappers(model))
+    if mode in ("int16x8",) and representative_data is None:
+        raise expected_error("representative_data for mode='int16x8'", representative_data=None)
+    if mode == "int8" and representative_data is None and not aware:
+        raise expected_error(
+            "representative_data for mode='int8' (or a model from kcompress.quantization.quantize_model)",
+            representative_data=None,
+        )
+    if aware and mode != "int8":
+        # Float modes of a quantization-aware model: its int8-rounded weights, no fake-quant ops.
+        model, aware = quantization.strip_quantization(model), False
+
+    examples = _examples(representative_data, batch_size, calibration_steps)
+    if representative_data is not None and not examples:
+        raise expected_error(
+            f"representative_data with at least batch_size={batch_size} rows",
+            representative_data=type(representative_data).__name__,
+        )
+    signature = _signature(model, batch_size, examples[0] if examples else None, input_shapes)
+    examples = [_check_example(signature, e) for e in examples]
+
+    with tempfile.TemporaryDirectory() as tmp, quantization.quantizers.exporting():
+        _export(model, signature, tmp)
+        converter = tf.lite.TFLiteConverter.from_saved_model(tmp)
+        _configure(converter, mode, signature, examples)
+        flatbuffer = converter.convert()
+    described = describe(flatbuffer)
+    if mode == "int8" and not allow_float_ops and not described.is_full_integer():
+        op = described.float_ops()[0]
+        raise ValueError(
+            f"Expected a model that converts to full int8. Received: op {op.index} ({op.name}) runs on float "
+            f"tensors{'' if examples else ' and no representative_data was given to calibrate it'}. Quantize the "
+            "layer that produces it (see kcompress.quantization.registry), pass representative_data, or "
+            "pass allow_float_ops=True to keep it float."
+        )
+    size = _files.write_bytes_atomic(path, flatbuffer)
+    return Conversion(str(path), mode, size, aware, described)
+
+
+def _configure(converter, mode, signature, examples):
+    if mode == "float32":
+        return
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    if mode == "float16":
+        converter.target_spec.supported_types = [tf.float16]
+        return
+    if mode == "dynamic":
+        return
+    if examples:
+
+        def dataset():
+            yield from examples
+
+        converter.representative_dataset = dataset
+    specs = (
+        signature.values() if isinstance(signature, dict) else signature if isinstance(signature, list) else [signature]
+    )
+    float_io = all(spec.dtype.is_floating for spec in specs)
+    if mode == "int8":
+        if examples:  # Without data the converter runs on the fake-quant ranges alone.
+            converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        if float_io:
+            converter.inference_input_type = tf.int8
+        converter.inference_output_type = tf.int8
+    else:
+        converter.target_spec.supported_ops = [
+            tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8
+        ]
+        if float_io:
+            converter.inference_input_type = tf.int16
+        converter.inference_output_type = tf.int16
