@@ -1,0 +1,89 @@
+"""Where the time of an int8 MiniLM goes: single-op int8 models at MiniLM shapes.
+
+LiteRT's Python API has no per-op profiler, so each op of the int8 MiniLM
+graph (sequence length 64, hidden 384, 12 heads, FFN 1536) is converted
+alone to an int8 `.tflite` and timed on LiteRT (2 threads); the time per op
+times the op's count in the 6-layer model estimates its share.
+
+Run: ``python benchmarks/int8_op_profile.py``. Writes
+``benchmarks/results/int8_op_profile.json`` and ``.md``.
+"""
+
+import os
+import sys
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+
+def main():
+    import numpy as np
+    import tensorflow as tf
+    from _results import write_results
+
+    from tflite_export import benchmark
+
+    fq = tf.quantization.fake_quant_with_min_max_vars
+    rng = np.random.default_rng(0)
+
+    def weights(n_in, n_out):
+        w = rng.normal(size=(n_in, n_out)).astype("float32")
+        step = np.abs(w).max(0) / 127
+        return tf.constant(np.round(w / step) * step)
+
+    w_qkv, w_up, w_down = weights(384, 384), weights(384, 1536), weights(1536, 384)
+    cases = [
+        ("FULLY_CONNECTED 384->384", [1, 64, 384], lambda x: fq(fq(x, -4.0, 4.0) @ w_qkv, -30.0, 30.0), 24),
+        ("FULLY_CONNECTED 384->1536", [1, 64, 384], lambda x: fq(fq(x, -4.0, 4.0) @ w_up, -30.0, 30.0), 6),
+        ("FULLY_CONNECTED 1536->384", [1, 64, 1536], lambda x: fq(fq(x, -4.0, 4.0) @ w_down, -30.0, 30.0), 6),
+        (
+            "BATCH_MATMUL 64x32x64",
+            [1, 12, 64, 32],
+            lambda x: fq(tf.matmul(fq(x, -4.0, 4.0), fq(x, -4.0, 4.0), transpose_b=True), -30.0, 30.0),
+            12,
+        ),
+        ("SOFTMAX 12x64x64", [1, 12, 64, 64], lambda x: fq(tf.nn.softmax(fq(x, -8.0, 8.0)), 0.0, 255 / 256), 6),
+        ("GELU 64x1536", [1, 64, 1536], lambda x: fq(tf.nn.gelu(fq(x, -8.0, 8.0)), -1.0, 8.0), 6),
+        (
+            "L2_NORMALIZATION 64x384",
+            [1, 64, 384],
+            lambda x: fq(tf.math.l2_normalize(fq(x, -8.0, 8.0), -1), -1.0, 127 / 128),
+            13,
+        ),
+        (
+            "MEAN + SUB 64x384",
+            [1, 64, 384],
+            lambda x: fq(fq(x, -8.0, 8.0) - fq(tf.reduce_mean(fq(x, -8.0, 8.0), -1, keepdims=True), -8.0, 8.0), -8, 8),
+            13,
+        ),
+        (
+            "TRANSPOSE 64x12x32",
+            [1, 64, 12, 32],
+            lambda x: fq(tf.transpose(fq(x, -4.0, 4.0), [0, 2, 1, 3]), -4.0, 4.0),
+            30,
+        ),
+    ]
+    rows = []
+    for name, shape, fn, count in cases:
+        f = tf.function(fn, input_signature=[tf.TensorSpec(shape, tf.float32)])
+        converter = tf.lite.TFLiteConverter.from_concrete_functions([f.get_concrete_function()])
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.inference_input_type = tf.int8
+        converter.inference_output_type = tf.int8
+        latency = benchmark(converter.convert(), threads=2, runs=300, warmup=20)
+        rows.append({"op": name, "us": latency.median_ms * 1000, "count": count, "ms": latency.median_ms * count})
+        print(f"{name:28s} {rows[-1]['us']:8.1f} us x{count:3d} = {rows[-1]['ms']:6.2f} ms", flush=True)
+    total = sum(r["ms"] for r in rows)
+    lines = ["| op (int8) | µs per op | count in MiniLM | ms in MiniLM | share |", "| --- | --- | --- | --- | --- |"]
+    for r in sorted(rows, key=lambda r: -r["ms"]):
+        lines.append(f"| {r['op']} | {r['us']:.1f} | {r['count']} | {r['ms']:.2f} | {r['ms'] / total:.0%} |")
+    lines.append(f"| total of these ops | | | {total:.2f} | |")
+    table = "\n".join(lines)
+    print("\n" + table)
+    write_results("int8_op_profile", {"rows": rows, "total_ms": total}, table)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,162 @@
+"""Training-time overhead of quantization-aware training: kcompress vs plain Keras 3 vs tfmot.
+
+Same MLP (128 -> 512 -> 512 -> 2), data, epochs and batch size for:
+plain Keras 3 `fit`; kcompress QAT `fit` (`quantization.quantize_model`,
+default int8 config); tfmot QAT (`tfmot.quantization.keras.quantize_model`)
+of an identical tf_keras model, run in a subprocess because importing tfmot
+switches a process to legacy Keras. Each framework's ratio is to its own
+plain `fit` measured in the same run (tfmot's to plain tf_keras), and the
+steady-state epoch time (median of epochs after the first, which includes
+tracing) is compared. Final training accuracy and loss are recorded (tfmot's
+baseline reports accuracy only), and the kcompress QAT model of the fastest
+repeat is converted to an int8 `.tflite` whose size and agreement with Keras
+(`tflite_export.verify` on 512 training samples) are recorded.
+
+Usage:
+    python benchmarks/qat_overhead.py [--epochs 3] [--repeats 2]
+
+Writes benchmarks/results/qat_overhead.json and .md.
+"""
+
+import argparse
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import keras  # noqa: E402
+from _mlp_task import CLASSES, HIDDEN, INPUT_DIM, make_data  # noqa: E402
+from _results import write_results  # noqa: E402
+from _subprocess import run_tfmot_baseline  # noqa: E402
+
+import tflite_export  # noqa: E402
+from kcompress import quantization  # noqa: E402
+
+TARGET = 1.15
+VERIFY_SAMPLES = 512
+
+
+class EpochTimer(keras.callbacks.Callback):
+    def on_train_begin(self, logs=None):
+        self.times = []
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._start = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.times.append(time.perf_counter() - self._start)
+
+
+def build_mlp():
+    return keras.Sequential([
+        keras.Input((INPUT_DIM,)),
+        keras.layers.Dense(HIDDEN, activation="relu"),
+        keras.layers.Dense(HIDDEN, activation="relu"),
+        keras.layers.Dense(CLASSES),
+    ])
+
+
+def time_fit(task, x, y, epochs, batch_size, seed):
+    """Returns ``(result, model)`` for one fresh fit."""
+    keras.utils.set_random_seed(seed)
+    model = build_mlp()
+    if task == "qat":
+        model = quantization.quantize_model(model)
+    timer = EpochTimer()
+    model.compile(keras.optimizers.Adam(1e-3),
+                  keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                  metrics=["accuracy"])
+    history = model.fit(x, y, epochs=epochs, batch_size=batch_size, verbose=0, callbacks=[timer])
+    result = {"framework": "kcompress" if task == "qat" else "keras3", "task": task,
+              "epoch_s_median": statistics.median(timer.times[1:]), "first_epoch_s": timer.times[0],
+              "final_accuracy": history.history["accuracy"][-1], "final_loss": history.history["loss"][-1]}
+    return result, model
+
+
+def export_int8(qat, x):
+    """Converts the QAT model to int8 `.tflite` and verifies it against Keras."""
+    with tempfile.TemporaryDirectory() as tmp:
+        conversion = tflite_export.convert(qat, os.path.join(tmp, "qat_int8.tflite"), mode="int8")
+        check = tflite_export.verify(qat, conversion.path, x[:VERIFY_SAMPLES])
+    return {"int8_size_bytes": conversion.size_bytes, "full_integer": conversion.model.is_full_integer(),
+            "float32_weight_bytes": 4 * build_mlp().count_params(), "verify_examples": check.examples,
+            "agreement": check.agreement, "within_one_step": check.within_one_step,
+            "max_diff_in_steps": check.max_diff_in_steps}
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--samples", type=int, default=8192)
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    if args.epochs < 2:
+        parser.error(f"Expected --epochs >= 2 (the first epoch is tracing). Received: {args.epochs}")
+    x, y = make_data(args.samples, args.seed)
+    ours, qat_model = {}, None
+    for task in ("plain", "qat"):
+        runs = [time_fit(task, x, y, args.epochs, args.batch_size, args.seed + i) for i in range(args.repeats)]
+        ours[task], model = min(runs, key=lambda run: run[0]["epoch_s_median"])
+        qat_model = model if task == "qat" else qat_model
+        print(f"keras3 {task}: {ours[task]['epoch_s_median']:.3f} s/epoch", flush=True)
+    export = export_int8(qat_model, x)
+    print(f"int8 .tflite: {export['int8_size_bytes']} bytes, agreement {export['agreement']:.4f}, "
+          f"within one step {export['within_one_step']:.4f}", flush=True)
+    tfmot = {task: run_tfmot_baseline(task, epochs=args.epochs, batch_size=args.batch_size,
+                                      samples=args.samples, seed=args.seed, repeats=args.repeats)
+             for task in ("plain", "qat")}
+    kc_ratio = ours["qat"]["epoch_s_median"] / ours["plain"]["epoch_s_median"]
+    tfmot_ratio = None
+    if "skipped" not in tfmot["qat"]:
+        tfmot_ratio = tfmot["qat"]["epoch_s_median"] / tfmot["plain"]["epoch_s_median"]
+    print(f"kcompress QAT / plain Keras 3: {kc_ratio:.2f}x; tfmot QAT / plain tf_keras: "
+          f"{'n/a' if tfmot_ratio is None else f'{tfmot_ratio:.2f}x'}")
+    rows = [
+        ("plain Keras 3 fit", ours["plain"], 1.0),
+        ("kcompress QAT fit", ours["qat"], kc_ratio),
+        ("plain tf_keras fit", tfmot["plain"], 1.0 if tfmot_ratio else None),
+        ("tfmot QAT fit (tf_keras)", tfmot["qat"], tfmot_ratio),
+    ]
+    result = {
+        "benchmark": "qat_overhead",
+        "command": "python benchmarks/qat_overhead.py " + " ".join(sys.argv[1:]),
+        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()},
+        "settings": vars(args),
+        "kcompress_ratio_to_plain": kc_ratio,
+        "tfmot_ratio_to_plain": tfmot_ratio,
+        "target": f"kcompress <= {TARGET:.2f}x plain and below tfmot's ratio",
+        "target_met": kc_ratio <= TARGET and (tfmot_ratio is None or kc_ratio < tfmot_ratio),
+        "kcompress_int8_export": export,
+        "runs": {"kcompress": ours, "tfmot": tfmot},
+    }
+    lines = ["| run | s/epoch (steady) | first epoch s | ratio to its plain fit | final accuracy | final loss |",
+             "|---|---|---|---|---|---|"]
+    for name, run, ratio in rows:
+        if "skipped" in run:
+            lines.append(f"| {name} | skipped: {run['skipped']} | | | | |")
+            continue
+        ratio_text = "" if ratio is None else f"{ratio:.2f}x"
+        loss = "n/a" if run.get("final_loss") is None else f"{run['final_loss']:.4f}"
+        lines.append(f"| {name} | {run['epoch_s_median']:.3f} | {run['first_epoch_s']:.2f} | {ratio_text} "
+                     f"| {run['final_accuracy']:.4f} | {loss} |")
+    lines += ["", f"kcompress QAT -> int8 .tflite: {export['int8_size_bytes'] / 1e3:.1f} kB "
+              f"(float32 weights {export['float32_weight_bytes'] / 1e3:.1f} kB), full integer: "
+              f"{export['full_integer']}; verify on {export['verify_examples']} samples: "
+              f"agreement {export['agreement']:.2%}, within one step {export['within_one_step']:.2%}, "
+              f"max diff {export['max_diff_in_steps']:.2f} steps"]
+    table = "\n".join(lines)
+    print(table)
+    write_results("qat_overhead", result, table)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,187 @@
+"""MiniLM on the shipped snippets, exported five ways: size, LiteRT latency, accuracy.
+
+Fine-tunes all-MiniLM-L6-v2 (`BertTextClassifier`) for one epoch on the
+shipped rotten-tomatoes snippets, then writes the `.tflite` rows of the
+export issue, all in the same run:
+
+- float32, float16, dynamic-range: the plain TF converter modes;
+- int8 PTQ: full int8 calibrated on training snippets (what a new user of
+  the TF converter gets);
+- int8 QAT: `kcompress.quantization.quantize_model`, ranges calibrated,
+  fine-tuned with fake quantization, converted from its own ranges.
+
+Each row: file size, LiteRT latency (batch 1, 2 threads, median and p90),
+and test accuracy of the `.tflite` itself on held-out snippets. Writes
+``benchmarks/results/tflite_minilm.json`` and ``.md``.
+
+Run: ``python benchmarks/tflite_minilm.py [--train-size 4000] [--test-size 1280]``
+(about 10 minutes on 2 cores). ``--quick`` is a smoke run.
+"""
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+
+def _parse():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--train-size", type=int, default=4000)
+    parser.add_argument("--qat-size", type=int, default=2000)
+    parser.add_argument("--test-size", type=int, default=1280)
+    parser.add_argument("--sequence-length", type=int, default=64)
+    parser.add_argument("--runs", type=int, default=100, help="timed invocations per model")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--quick", action="store_true")
+    args = parser.parse_args()
+    if args.quick:
+        args.train_size, args.qat_size, args.test_size, args.runs = 64, 64, 64, 5
+    return args
+
+
+def _tokens(preprocessor, texts):
+    import numpy as np
+
+    batches = [preprocessor(texts[i : i + 256]) for i in range(0, len(texts), 256)]
+    return {k: np.concatenate([np.asarray(b[k]) for b in batches]).astype("int32") for k in batches[0]}
+
+
+def _tflite_accuracy(path, x, labels, threads):
+    import numpy as np
+
+    from tflite_export._runner import Runner
+
+    outputs = Runner(path, num_threads=threads).run_batch(x)
+    logits = next(iter(outputs.values())).value
+    return float(np.mean(np.argmax(logits, axis=-1) == labels))
+
+
+def main():
+    args = _parse()
+    import keras
+    import numpy as np
+    from _results import write_results
+
+    import tflite_export
+    from kcompress import quantization
+    from kcompress.data import load_minilm_classifier, load_rotten_tomatoes
+
+    keras.utils.set_random_seed(0)
+    started = time.perf_counter()
+    train = load_rotten_tomatoes("train", size=args.train_size)
+    qat_data = load_rotten_tomatoes("train")[-args.qat_size :]
+    test = load_rotten_tomatoes("test", size=args.test_size)
+
+    model = load_minilm_classifier(num_classes=2, sequence_length=args.sequence_length)
+    print(f"fine-tuning MiniLM on {len(train):,} snippets, sequence length {args.sequence_length}", flush=True)
+    model.fit(train.texts, train.labels, batch_size=32, epochs=1, verbose=2)
+    x_test = _tokens(model.preprocessor, test.texts)
+    calibration = {k: v[:200] for k, v in _tokens(model.preprocessor, train.texts[:200]).items()}
+
+    print("quantization-aware fine-tuning", flush=True)
+    qat = quantization.quantize_model(model)
+    quantization.calibrate(qat, {k: v[:64] for k, v in calibration.items()})
+    qat.compile(
+        optimizer=keras.optimizers.Adam(2e-5),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        metrics=["accuracy"],
+    )
+    qat_started = time.perf_counter()
+    qat.fit(qat_data.texts, qat_data.labels, batch_size=32, epochs=1, verbose=2)
+    qat_seconds = time.perf_counter() - qat_started
+
+    shapes = {k: (args.sequence_length,) for k in x_test}
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        plans = [
+            ("float32", model, "float32", None),
+            ("float16", model, "float16", None),
+            ("dynamic", model, "dynamic", None),
+            ("int8 PTQ", model, "int8", calibration),
+            ("int8 QAT (kcompress)", qat, "int8", None),
+        ]
+        for name, source, mode, data in plans:
+            path = Path(tmp) / f"{name.split()[0]}_{len(rows)}.tflite"
+            convert_started = time.perf_counter()
+            result = tflite_export.convert(
+                source, path, mode=mode, representative_data=data, input_shapes=shapes, allow_float_ops=True
+            )
+            convert_seconds = time.perf_counter() - convert_started
+            latency = tflite_export.benchmark(path, threads=args.threads, runs=args.runs, warmup=10)
+            accuracy = _tflite_accuracy(path, x_test, test.labels, args.threads)
+            rows.append(
+                {
+                    "model": name,
+                    "size_mb": result.size_bytes / 1e6,
+                    "median_ms": latency.median_ms,
+                    "p90_ms": latency.p90_ms,
+                    "accuracy": accuracy,
+                    "full_integer": result.model.is_full_integer(),
+                    "ops": len(result.model.ops),
+                    "convert_s": convert_seconds,
+                }
+            )
+            print(
+                f"{name:>22}: {rows[-1]['size_mb']:6.1f} MB  {latency.median_ms:6.2f} ms (p90 "
+                f"{latency.p90_ms:.2f})  accuracy {accuracy:.3f}  full int {rows[-1]['full_integer']}",
+                flush=True,
+            )
+        op_table = tflite_export.describe(Path(tmp) / f"int8_{len(rows) - 1}.tflite").table()
+
+    keras_accuracy = float(np.mean(np.argmax(model.predict(test.texts, batch_size=64, verbose=0), -1) == test.labels))
+    qat_keras_accuracy = float(np.mean(np.argmax(qat.predict(test.texts, batch_size=64, verbose=0), -1) == test.labels))
+    base = rows[0]
+    for row in rows:
+        row["size_ratio"] = row["size_mb"] / base["size_mb"]
+        row["latency_ratio"] = row["median_ms"] / base["median_ms"]
+    lines = [
+        f"MiniLM-L6-H384 fine-tuned 1 epoch on {len(train):,} snippets; QAT {len(qat_data):,} snippets; "
+        f"sequence length {args.sequence_length}; batch 1; {args.threads} threads; "
+        f"accuracy of each .tflite on {len(test):,} test snippets.",
+        "",
+        "| model | size (MB) | size vs float32 | median latency (ms) | p90 (ms) | latency vs float32 | accuracy | "
+        "full integer |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for row in rows:
+        lines.append(
+            f"| {row['model']} | {row['size_mb']:.1f} | {row['size_ratio']:.2f}x | {row['median_ms']:.2f} | "
+            f"{row['p90_ms']:.2f} | {row['latency_ratio']:.2f}x | {row['accuracy']:.3f} | "
+            f"{'yes' if row['full_integer'] else 'no'} |"
+        )
+    lines += [
+        "",
+        f"Keras accuracy: float {keras_accuracy:.3f}, QAT model {qat_keras_accuracy:.3f}. "
+        f"QAT fine-tuning took {qat_seconds:.0f} s.",
+        "",
+        "Ops of the int8 QAT model:",
+        "",
+        op_table,
+    ]
+    table = "\n".join(lines)
+    print("\n" + table)
+    result = {
+        "train_size": len(train),
+        "qat_size": len(qat_data),
+        "test_size": len(test),
+        "sequence_length": args.sequence_length,
+        "threads": args.threads,
+        "keras_accuracy": keras_accuracy,
+        "qat_keras_accuracy": qat_keras_accuracy,
+        "qat_fit_seconds": qat_seconds,
+        "rows": rows,
+        "total_seconds": time.perf_counter() - started,
+    }
+    if not args.quick:
+        write_results("tflite_minilm", result, table)
+    print(f"total {result['total_seconds']:.0f} s")
+
+
+if __name__ == "__main__":
+    main()
