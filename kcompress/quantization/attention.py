@@ -5,7 +5,7 @@ from keras import ops
 
 from kcompress.quantization import fake_quant
 from kcompress.quantization.base import QuantizeBase
-from kcompress.quantization.kernel import QuantizeKernel
+from kcompress.quantization.kernel import input_axes
 
 # TFLite's int8 SOFTMAX writes probabilities with scale 1/256, zero point -128.
 SOFTMAX_RANGE = (0.0, 255.0 / 256.0)
@@ -47,8 +47,13 @@ class QuantizeAttention(QuantizeBase):
     (1, 3, 8)
     """
 
-    def __init__(self, layer, config=None, **kwargs):
+    def __init__(self, layer, config=None, keep_zeros=None, **kwargs):
         super().__init__(layer, config, **kwargs)
+        if keep_zeros is None:
+            keep_zeros = []
+            if self.config.preserve_sparsity and layer.built:
+                keep_zeros = [n for n in _PROJECTIONS if bool(ops.any(ops.equal(getattr(layer, n).kernel.value, 0)))]
+        self.keep_zeros = list(keep_zeros)
         for role in ("input", "input_value", "input_key", "query", "key", "value", "scores", "context", "output"):
             self._quantizer(role)
         self._quantizer("probabilities", fixed_range=SOFTMAX_RANGE)
@@ -69,16 +74,30 @@ class QuantizeAttention(QuantizeBase):
             if key_shape is not None:
                 self._shapes["key_shape"] = key_shape
         super().build()
-        self._projections = {
-            name: QuantizeKernel(getattr(self.layer, name), self.config, quantize_output=False, keep_zeros=None)
-            for name in _PROJECTIONS
-        }
+        self._masks = {}
+        for name in self.keep_zeros:
+            kernel = getattr(self.layer, name).kernel
+            mask = self.add_weight(name=f"{name.strip('_')}_sparsity_mask", shape=kernel.shape, initializer="ones",
+                                   trainable=False)
+            mask.assign(ops.cast(ops.not_equal(kernel.value, 0.0), mask.dtype))
+            self._masks[name] = mask
 
     def quantized_weights(self):
         pairs = []
-        for projection in self._projections.values():
-            pairs.extend(projection.quantized_weights())
+        for name in _PROJECTIONS:
+            projection = getattr(self.layer, name)
+            kernel = projection.kernel
+            value = kernel.value
+            if name in self._masks:
+                value = value * self._masks[name].value
+            axes = input_axes(projection) if self.config.per_channel else None
+            pairs.append((kernel, fake_quant.fake_quant_symmetric(value, axes, self.config.weight_bits)))
         return pairs
+
+    def get_config(self):
+        config = super().get_config()
+        config["keep_zeros"] = self.keep_zeros
+        return config
 
     def _attend(self, query, key, value, attention_mask=None, training=None, return_attention_scores=False, **kw):
         attention = self.layer

@@ -1,0 +1,221 @@
+"""QAT -> int8 `.tflite`: the int8 model computes what the QAT model computes."""
+
+import os
+
+import keras
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from kcompress.quantization import calibrate, quantize_model
+from tests.helpers import bert_inputs, data_for, mlp, tiny_bert_classifier
+from tests.quantization.qhelpers import fit, small_cnn
+from tflite_export.convert import MODES, convert
+from tflite_export.verify import verify
+
+
+@keras.saving.register_keras_serializable(package="kcompress_tests")
+def cumsum_last(t):
+    return keras.ops.cumsum(t, axis=-1)
+
+
+def qat_int8(model, x, y, path, steps=3, run_eagerly=True, **convert_kwargs):
+    """quantize_model -> fit -> calibrate -> convert int8 -> verify."""
+    qat = fit(quantize_model(model), x, y, steps=steps, run_eagerly=run_eagerly)
+    calibrate(qat, x)
+    conversion = convert(qat, path, mode="int8", **convert_kwargs)
+    return qat, conversion, verify(qat, conversion.path, x)
+
+
+@pytest.mark.parametrize("make", [mlp, small_cnn], ids=["mlp", "cnn"])
+def test_qat_int8_matches_the_qat_model(make, tmp_path):
+    model = make()
+    x, y = data_for(model, n=64)
+    _, conversion, check = qat_int8(model, x, y, tmp_path / "model.tflite", run_eagerly=False)
+    assert conversion.mode == "int8" and conversion.quantization_aware
+    assert conversion.model.is_full_integer(), str(conversion)
+    assert os.path.getsize(conversion.path) == conversion.size_bytes
+    assert check.examples == 64
+    assert check.within_one_step >= 0.95, str(check)
+    assert check.agreement >= 0.95, str(check)
+
+
+def bert_int8(seed, path):
+    """The BERT recipe: padded rows, QAT fit (eager, 4 steps), calibrate, int8, verify."""
+    keras.utils.set_random_seed(seed)
+    model = tiny_bert_classifier()
+    x = bert_inputs(32, seed=seed)
+    x["padding_mask"][::2, 6:] = 0  # Half the rows padded after 6 tokens.
+    y = np.random.default_rng(seed).integers(0, 2, 32)
+    qat = fit(quantize_model(model), x, y, steps=4)
+    calibrate(qat, x)
+    conversion = convert(qat, path, mode="int8", input_shapes={k: (8,) for k in x})
+    return conversion, verify(qat, conversion.path, x)
+
+
+def test_qat_int8_keras_hub_bert(tmp_path):
+    conversion, check = bert_int8(0, tmp_path / "bert.tflite")
+    assert conversion.model.is_full_integer(), str(conversion)
+    assert {t.name: t.dtype for t in conversion.model.inputs} == {
+        "token_ids": "int32",
+        "segment_ids": "int32",
+        "padding_mask": "int32",
+    }
+    ops = conversion.model.op_counts()
+    assert ops["L2_NORMALIZATION"] == 5 and ops["SOFTMAX"] == 2 and ops["GATHER"] == 2
+    assert check.examples == 32 and check.agreement >= 0.9, str(check)
+    # Measured (seeds 0, 1, 2): see the report; the lead is investigating why BERT
+    # is not within one output step like the MLP and CNN. Loose floor and ceiling:
+    assert check.within_one_step >= 0.2, str(check)
+    assert check.max_diff_in_steps <= 20, str(check)
+    print(f"BERT int8 vs QAT: {check}")
+
+
+def plain_mlp_and_data():
+    model = mlp()
+    x, _ = data_for(model, n=32)
+    return model, x
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_every_mode_converts_a_float_mlp(mode, tmp_path):
+    model, x = plain_mlp_and_data()
+    data = x if mode in ("int8", "int16x8") else None
+    conversion = convert(model, tmp_path / f"{mode}.tflite", mode=mode, representative_data=data)
+    assert os.path.isfile(conversion.path) and os.path.getsize(conversion.path) == conversion.size_bytes > 0
+    assert conversion.mode == mode and not conversion.quantization_aware
+    assert conversion.model.is_full_integer() == (mode in ("int8", "int16x8"))
+    check = verify(model, conversion.path, x)
+    assert check.agreement >= 0.9, (mode, str(check))
+    if mode in ("float32", "float16", "dynamic"):
+        assert check.output_scale is None and check.max_abs_diff < 0.05, (mode, str(check))
+
+
+def test_qat_model_converts_to_float32_by_stripping(tmp_path):
+    model, x = plain_mlp_and_data()
+    qat = quantize_model(model)
+    calibrate(qat, x)
+    conversion = convert(qat, tmp_path / "qat_float.tflite", mode="float32")
+    assert os.path.isfile(conversion.path)
+    assert not conversion.quantization_aware
+    assert "FAKE_QUANT" not in conversion.model.op_counts()
+    assert set(conversion.model.op_counts()) == {"FULLY_CONNECTED"}
+    # Float activations, int8-rounded weights: close to the QAT model.
+    check = verify(qat, conversion.path, x)
+    assert check.output_scale is None and check.max_abs_diff < 0.1 and check.agreement >= 0.9, str(check)
+
+
+def test_error_unknown_mode(tmp_path):
+    model, _ = plain_mlp_and_data()
+    with pytest.raises(ValueError, match=r"Expected mode in \('float32', .*\)\. Received: mode='int4'"):
+        convert(model, tmp_path / "m.tflite", mode="int4")
+    assert not os.listdir(tmp_path)
+
+
+def test_error_missing_directory_leaves_no_file(tmp_path):
+    model, _ = plain_mlp_and_data()
+    target = tmp_path / "missing" / "m.tflite"
+    with pytest.raises(ValueError, match=r"Expected a path in an existing directory\. Received: path="):
+        convert(model, target)
+    assert not (tmp_path / "missing").exists()
+    assert not os.listdir(tmp_path)
+
+
+def test_error_representative_data_of_wrong_shape(tmp_path):
+    model, _ = plain_mlp_and_data()
+    with pytest.raises(ValueError, match=r"Expected representative_data for input '.*' of shape \(1, 16\)\. "
+                       r"Received: shape=\(1, 15\)"):
+        convert(model, tmp_path / "m.tflite", mode="int8", representative_data=np.ones((4, 15), "float32"))
+    assert not os.listdir(tmp_path)
+
+
+def test_error_float_token_ids(tmp_path):
+    model = tiny_bert_classifier()
+    x = bert_inputs(4)
+    x["token_ids"] = x["token_ids"].astype("float32")
+    with pytest.raises(ValueError, match=r"Expected representative_data for input 'token_ids' of dtype int32\. "
+                       r"Received: dtype='float32'"):
+        convert(model, tmp_path / "m.tflite", mode="int8", representative_data=x)
+    assert not os.listdir(tmp_path)
+
+
+def test_error_unknown_sequence_length(tmp_path):
+    with pytest.raises(ValueError, match=r"Expected static input shapes: pass input_shapes or representative_data"):
+        convert(quantize_model(tiny_bert_classifier()), tmp_path / "m.tflite", mode="int8")
+
+
+def test_error_int8_of_a_float_model_without_data(tmp_path):
+    model, _ = plain_mlp_and_data()
+    with pytest.raises(ValueError, match=r"Expected representative_data for mode='int8' \(or a model from "
+                       r"kcompress\.quantization\.quantize_model\)\. Received: representative_data=None"):
+        convert(model, tmp_path / "m.tflite", mode="int8")
+    assert not os.listdir(tmp_path)
+
+
+@pytest.mark.parametrize("aware", [False, True], ids=["float", "qat"])
+def test_error_int16x8_without_data(aware, tmp_path):
+    model, _ = plain_mlp_and_data()
+    if aware:
+        model = quantize_model(model)
+    with pytest.raises(ValueError, match=r"Expected representative_data for mode='int16x8'\. "
+                       r"Received: representative_data=None"):
+        convert(model, tmp_path / "m.tflite", mode="int16x8")
+    assert not os.listdir(tmp_path)
+
+
+def cumsum_model():
+    inputs = keras.Input((16,))
+    hidden = keras.layers.Lambda(cumsum_last)(keras.layers.Dense(8)(inputs))
+    return keras.Model(inputs, keras.layers.Dense(2)(hidden))
+
+
+@pytest.fixture
+def calibrated_cumsum():
+    model = cumsum_model()
+    x, _ = data_for(model, n=16)
+    qat = quantize_model(model)
+    calibrate(qat, x)
+    return qat
+
+
+def test_op_without_int8_kernel_is_an_error_unless_allowed(calibrated_cumsum, tmp_path):
+    path = tmp_path / "cumsum.tflite"
+    with pytest.raises(ValueError, match=r"Expected a model that converts to full int8\. Received: op \d+ \(\w+\) "
+                       r"runs on float tensors.*allow_float_ops=True"):
+        convert(calibrated_cumsum, path, mode="int8")
+    assert not os.listdir(tmp_path)
+
+    conversion = convert(calibrated_cumsum, path, mode="int8", allow_float_ops=True)
+    assert os.path.isfile(path)
+    assert not conversion.model.is_full_integer()
+    assert "CUMSUM" in {op.name for op in conversion.model.float_ops()}
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="the full-int8 error names the first op touching a float tensor (the DEQUANTIZE the converter "
+    "inserted before CUMSUM), not the op that has no int8 kernel",
+)
+def test_op_without_int8_kernel_is_named(calibrated_cumsum, tmp_path):
+    with pytest.raises(ValueError, match=r"CUMSUM"):
+        convert(calibrated_cumsum, tmp_path / "cumsum.tflite", mode="int8")
+
+
+@given(
+    hidden=st.integers(2, 48),
+    inputs=st.integers(1, 24),
+    outputs=st.integers(1, 5),
+    seed=st.integers(0, 2**16),
+)
+@settings(max_examples=5, deadline=None)
+def test_int8_within_one_step_over_mlp_shapes(hidden, inputs, outputs, seed, tmp_path_factory):
+    keras.backend.clear_session()
+    keras.utils.set_random_seed(seed)
+    model = mlp(input_dim=inputs, hidden=hidden, outputs=outputs)
+    x = np.random.default_rng(seed).normal(size=(32, inputs)).astype("float32")
+    y = np.random.default_rng(seed + 1).integers(0, outputs, 32)
+    path = tmp_path_factory.mktemp("mlp") / "m.tflite"
+    _, conversion, check = qat_int8(model, x, y, path, steps=2)
+    assert conversion.model.is_full_integer()
+    assert check.within_one_step >= 0.95, str(check)

@@ -1,0 +1,278 @@
+import json
+import os
+import tempfile
+import zipfile
+
+import keras
+import keras_hub
+import numpy as np
+import pytest
+
+from kcompress.quantization import (
+    ActivationQuantizer,
+    QuantizationConfig,
+    QuantizeAttention,
+    QuantizeEmbedding,
+    QuantizeKernel,
+    QuantizeLayerNorm,
+    QuantizeOutput,
+    quantization_wrappers,
+    quantize_model,
+    strip_quantization,
+)
+from tests.helpers import (
+    bert_inputs,
+    data_for,
+    functional_attention,
+    functional_cnn,
+    mlp,
+    run_serialization_test,
+    save_and_load,
+    tiny_bert_classifier,
+)
+from tests.quantization.qhelpers import assert_on_int_grid, fit, kernel_layers, outputs, used_ranges
+
+CONFIG = QuantizationConfig(weight_bits=4, ema_decay=0.9)
+
+
+def wide_mlp():
+    # 300 inputs: more rows per output channel than an int8 grid has levels.
+    return mlp(input_dim=300, hidden=8)
+
+
+@pytest.mark.parametrize(
+    "make", [mlp, functional_cnn, functional_attention], ids=["sequential", "functional_cnn", "functional_attention"]
+)
+def test_keras_file_round_trip_after_fit(make):
+    model = make()
+    x, y = data_for(model, n=16)
+    qat = fit(quantize_model(model), x, y, steps=2)
+
+    loaded = save_and_load(qat)
+    assert type(loaded) is type(qat)
+    assert [type(w).__name__ for w in quantization_wrappers(loaded)] == [
+        type(w).__name__ for w in quantization_wrappers(qat)
+    ]
+    np.testing.assert_allclose(outputs(loaded, x), outputs(qat, x), atol=1e-6)
+    ranges = used_ranges(qat)
+    assert ranges and used_ranges(loaded) == ranges
+    for old, new in zip(quantization_wrappers(qat), quantization_wrappers(loaded)):
+        assert new.config == old.config
+
+    # Training goes on after loading (in graph mode), and moves the ranges.
+    fit(loaded, x * 3.0, y, steps=2, run_eagerly=False)
+    assert used_ranges(loaded) != ranges
+    assert np.isfinite(outputs(loaded, x)).all()
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: QuantizeKernel(keras.layers.Dense(4, activation="gelu"), CONFIG),
+        lambda: QuantizeKernel(keras.layers.Dense(4), CONFIG, quantize_output=False, keep_zeros=True),
+        lambda: QuantizeKernel(keras.layers.EinsumDense("ab,bc->ac", output_shape=3), CONFIG),
+        lambda: QuantizeEmbedding(keras.layers.Embedding(10, 4), CONFIG),
+        lambda: QuantizeAttention(keras.layers.MultiHeadAttention(num_heads=2, key_dim=4), CONFIG),
+        lambda: QuantizeLayerNorm(keras.layers.LayerNormalization(epsilon=1e-5), CONFIG),
+        lambda: QuantizeOutput(keras.layers.Add(), CONFIG, inputs=3),
+        lambda: QuantizeOutput(keras.layers.Softmax(), CONFIG),
+        lambda: QuantizeOutput(keras_hub.layers.PositionEmbedding(8), CONFIG, constant=True),
+        lambda: ActivationQuantizer(CONFIG),
+        lambda: ActivationQuantizer(CONFIG, fixed_range=(0.0, 255.0 / 256.0)),
+    ],
+    ids=[
+        "kernel_gelu",
+        "kernel_keep_zeros",
+        "kernel_einsum",
+        "embedding",
+        "attention",
+        "layer_norm",
+        "add3",
+        "softmax",
+        "position_embedding",
+        "activation_quantizer",
+        "fixed_range_quantizer",
+    ],
+)
+def test_unbuilt_wrapper_config_round_trip(make):
+    layer = make()
+    restored = run_serialization_test(layer)
+    assert type(restored) is type(layer)
+    assert restored.config == layer.config == CONFIG
+    if isinstance(layer, ActivationQuantizer):
+        assert restored.fixed_range == layer.fixed_range
+    else:
+        assert restored.quantizers.keys() == layer.quantizers.keys()
+        assert type(restored.layer) is type(layer.layer)
+
+
+def built(layer, shape):
+    layer.build(shape)
+    return layer
+
+
+X2 = np.linspace(-1, 1, 8, dtype="float32").reshape(2, 4)
+
+
+@pytest.mark.parametrize(
+    "make, args",
+    [
+        (lambda: QuantizeKernel(keras.layers.Dense(4), CONFIG), (X2,)),
+        (lambda: QuantizeEmbedding(keras.layers.Embedding(10, 4), CONFIG), (np.array([[1, 2]]),)),
+        (lambda: QuantizeLayerNorm(keras.layers.LayerNormalization(), CONFIG), (X2,)),
+        (lambda: QuantizeKernel(built(keras.layers.Conv1D(2, 3), (None, 5, 4)), CONFIG), (np.ones((1, 5, 4), "float32"),)),
+        (lambda: QuantizeOutput(keras.layers.ReLU(), CONFIG), (X2,)),
+        (lambda: ActivationQuantizer(CONFIG), (X2,)),
+    ],
+    ids=["kernel", "embedding", "layer_norm", "conv1d", "relu", "activation_quantizer"],
+)
+def test_built_wrapper_config_round_trip(make, args):
+    layer = make()
+    layer(*args, training=True)
+    restored = run_serialization_test(layer)
+    assert restored.built and len(restored.weights) == len(layer.weights)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=AttributeError,
+    reason="QuantizeKernel reads `layer.kernel` in __init__ for Conv layers (input_axes): "
+    "wrapping an unbuilt Conv1D/Conv2D raises 'You must build the layer before accessing `kernel`'",
+)
+def test_wrapping_an_unbuilt_conv_layer():
+    run_serialization_test(QuantizeKernel(keras.layers.Conv2D(4, 3), CONFIG))
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="a built QuantizeOutput(Add())'s `inputs` is None but 2 after a round trip (read from the built Add)",
+)
+def test_built_add_wrapper_config_round_trip():
+    layer = QuantizeOutput(keras.layers.Add(), CONFIG)
+    layer([X2, X2], training=True)
+    run_serialization_test(layer)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="a built QuantizeAttention's build_config changes on a round trip: "
+    "(1, 3, 8) shapes become (None, None, 8) and a key_shape appears",
+)
+def test_built_attention_wrapper_config_round_trip():
+    x = np.ones((1, 3, 8), "float32")
+    layer = QuantizeAttention(keras.layers.MultiHeadAttention(num_heads=2, key_dim=4))
+    layer(x, x)
+    run_serialization_test(layer)
+
+
+def test_built_attention_wrapper_copy_matches_apart_from_build_config():
+    x = np.random.default_rng(0).normal(size=(1, 3, 8)).astype("float32")
+    layer = QuantizeAttention(keras.layers.MultiHeadAttention(num_heads=2, key_dim=4))
+    layer(x, x, training=True)
+    restored = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(layer))
+    assert restored.built and len(restored.weights) == len(layer.weights)
+    restored.set_weights(layer.get_weights())
+    np.testing.assert_allclose(restored(x, x), layer(x, x), atol=1e-6)
+
+
+@pytest.fixture(scope="module")
+def bert_qat():
+    """A fitted QAT tiny BERT and its data."""
+    keras.utils.set_random_seed(0)
+    model = tiny_bert_classifier()
+    x, y = data_for(model, n=16)
+    qat = fit(quantize_model(model), x, y, steps=2)
+    return qat, x
+
+
+def test_keras_hub_bert_weights_checkpoint_round_trip(bert_qat):
+    qat, x = bert_qat
+    path = os.path.join(tempfile.mkdtemp(), "qat.weights.h5")
+    qat.save_weights(path)
+    fresh = quantize_model(tiny_bert_classifier())
+    assert not np.allclose(outputs(fresh, x), outputs(qat, x), atol=1e-6)
+    fresh.load_weights(path)
+    np.testing.assert_allclose(outputs(fresh, x), outputs(qat, x), atol=1e-6)
+    assert used_ranges(fresh) == used_ranges(qat)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=ValueError,
+    reason="known limit: a keras-hub model's config does not list the wrappers swapped in place, "
+    "so a QAT keras-hub `.keras` file saves but fails to load ('expected 1 variables, but received 0')",
+)
+def test_keras_hub_bert_keras_file_round_trip(bert_qat):
+    qat, x = bert_qat
+    loaded = save_and_load(qat)
+    np.testing.assert_allclose(outputs(loaded, x), outputs(qat, x), atol=1e-6)
+
+
+def keras_config(model):
+    path = os.path.join(tempfile.mkdtemp(), "stripped.keras")
+    model.save(path)
+    with zipfile.ZipFile(path) as archive:
+        return path, json.loads(archive.read("config.json"))
+
+
+@pytest.mark.parametrize("make", [wide_mlp, functional_cnn], ids=["sequential", "functional_cnn"])
+def test_strip_gives_plain_keras_with_int8_kernels(make):
+    model = make()
+    x, y = data_for(model, n=16)
+    qat = fit(quantize_model(model), x, y, steps=2)
+    stripped = strip_quantization(qat)
+
+    assert type(stripped) is type(model)
+    assert not quantization_wrappers(stripped)
+    assert [type(layer) for layer in stripped.layers] == [type(layer) for layer in model.layers]
+    quantized = {w.layer.name for w in quantization_wrappers(qat) if isinstance(w, QuantizeKernel)}
+    layers = [layer for layer in kernel_layers(stripped) if layer.name in quantized]
+    assert len(layers) == len(quantized) >= 2
+    for layer in layers:
+        assert_on_int_grid(layer)
+    # The QAT model is left as it was.
+    assert quantization_wrappers(qat)
+
+    path, config = keras_config(stripped)
+    assert "kcompress" not in json.dumps(config)
+    loaded = keras.models.load_model(path)  # No custom objects needed.
+    np.testing.assert_allclose(outputs(loaded, x), outputs(stripped, x), atol=1e-6)
+
+
+def test_strip_keras_hub_bert(bert_qat):
+    qat, x = bert_qat
+    stripped = strip_quantization(qat)
+    assert type(stripped).__name__ == "BertTextClassifier"
+    assert not quantization_wrappers(stripped)
+    layers = kernel_layers(stripped)
+    assert len(layers) == 14  # 4 projections + 2 FFN per layer, pooled_dense, logits.
+    for layer in layers:
+        assert_on_int_grid(layer)
+    # Embedding tables are on a per-tensor 256-level grid.
+    for name in ("token_embedding", "segment_embedding"):
+        table = np.asarray(stripped.backbone.get_layer(name).embeddings)
+        assert len(np.unique(table)) <= 256
+    path, config = keras_config(stripped)
+    assert "kcompress" not in json.dumps(config)
+    loaded = keras.models.load_model(path)
+    np.testing.assert_allclose(outputs(loaded, x), outputs(stripped, x), atol=1e-6)
+
+
+def test_strip_functional_attention():
+    stripped = strip_quantization(quantize_model(functional_attention()))
+    assert not quantization_wrappers(stripped)
+
+
+def test_strip_of_a_float_model_is_a_copy():
+    model = mlp()
+    copy = strip_quantization(model)
+    assert copy is not model
+    x, _ = data_for(model, n=4)
+    np.testing.assert_array_equal(outputs(copy, x), outputs(model, x))
+    with pytest.raises(ValueError, match=r"Expected a keras\.Model"):
+        strip_quantization(keras.layers.Dense(2))
+
+
+def test_bert_inputs_helper_is_dict():
+    # Guards the helper the BERT tests rely on.
+    assert set(bert_inputs(2)) == {"token_ids", "segment_ids", "padding_mask"}
