@@ -71,6 +71,7 @@ def test_quantize_wraps_fits_and_leaves_the_input_model_alone(kind):
     assert wrapped(qat) == expected
     assert not quantization_wrappers(model)
     fit(qat, x, y, steps=2, run_eagerly=False)  # Graph mode: the wrappers trace in a train step.
+    assert int(qat.optimizer.iterations.numpy()) == 2
     assert np.isfinite(outputs(qat, x)).all()
 
     for old, new in zip(before, model.get_weights(), strict=True):
@@ -122,6 +123,9 @@ def test_keras_hub_bert_gets_every_wrapper(bert):
     position = [w for w in quantization_wrappers(qat) if w.layer.name == "position_embedding"][0]
     assert position.constant
     # Fitting trained the QAT copy only.
+    assert int(qat.optimizer.iterations.numpy()) == 2
+    logits = [w for w in quantization_wrappers(qat) if w.layer.name == "logits"][0].layer
+    assert not np.array_equal(np.asarray(logits.kernel), np.asarray(model.get_layer("logits").kernel))
     assert np.isfinite(outputs(qat, x)).all()
     for old, new in zip(before, model.get_weights(), strict=True):
         np.testing.assert_array_equal(old, new)

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from tensorflow.lite.python.convert_phase import ConverterError
 
 from kcompress.quantization import calibrate, quantize_model
 from tests.helpers import bert_inputs, data_for, mlp, tiny_bert_classifier
@@ -65,11 +66,33 @@ def test_qat_int8_keras_hub_bert(tmp_path):
     ops = conversion.model.op_counts()
     assert ops["L2_NORMALIZATION"] == 5 and ops["SOFTMAX"] == 2 and ops["GATHER"] == 2
     assert check.examples == 32 and check.agreement >= 0.9, str(check)
-    # Measured (seeds 0, 1, 2): see the report; the lead is investigating why BERT
-    # is not within one output step like the MLP and CNN. Loose floor and ceiling:
+    # Measured with this recipe (seeds 0, 1, 2): within_one_step 0.625, 0.3125, 0.656;
+    # max_diff_in_steps 6, 6, 9; agreement 1.0 (the same without padding, and with a
+    # graph-mode fit). BERT is not yet within one output step like the MLP and CNN
+    # (under investigation): a floor and a ceiling well outside what was measured.
     assert check.within_one_step >= 0.2, str(check)
     assert check.max_diff_in_steps <= 20, str(check)
     print(f"BERT int8 vs QAT: {check}")
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=ConverterError,
+    reason="calibrate-only (no fit) tiny BERT, seed 0: the TFLite converter rejects the CLS-token "
+    "StridedSlice ('tfl.strided_slice' op quantization parameters violate the same scale constraint): "
+    "the slice reads the last LayerNorm's output range and pooled_dense re-quantizes it with its own "
+    "input range. Seed 1 converts; after a few fit steps every seed tried converts",
+)
+def test_calibrated_only_keras_hub_bert_converts(tmp_path):
+    keras.utils.set_random_seed(0)
+    model = tiny_bert_classifier()
+    x = bert_inputs(32, seed=0)
+    qat = quantize_model(model)
+    calibrate(qat, x)
+    try:
+        convert(qat, tmp_path / "ptq.tflite", mode="int8", input_shapes={k: (8,) for k in x})
+    finally:
+        assert not os.listdir(tmp_path)  # Atomic: nothing written on failure.
 
 
 def plain_mlp_and_data():
@@ -124,8 +147,11 @@ def test_error_missing_directory_leaves_no_file(tmp_path):
 
 def test_error_representative_data_of_wrong_shape(tmp_path):
     model, _ = plain_mlp_and_data()
-    with pytest.raises(ValueError, match=r"Expected representative_data for input '.*' of shape \(1, 16\)\. "
-                       r"Received: shape=\(1, 15\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"Expected representative_data for input '.*' of shape \(1, 16\)\. "
+        r"Received: shape=\(1, 15\)",
+    ):
         convert(model, tmp_path / "m.tflite", mode="int8", representative_data=np.ones((4, 15), "float32"))
     assert not os.listdir(tmp_path)
 
@@ -134,8 +160,11 @@ def test_error_float_token_ids(tmp_path):
     model = tiny_bert_classifier()
     x = bert_inputs(4)
     x["token_ids"] = x["token_ids"].astype("float32")
-    with pytest.raises(ValueError, match=r"Expected representative_data for input 'token_ids' of dtype int32\. "
-                       r"Received: dtype='float32'"):
+    with pytest.raises(
+        ValueError,
+        match=r"Expected representative_data for input 'token_ids' of dtype int32\. "
+        r"Received: dtype='float32'",
+    ):
         convert(model, tmp_path / "m.tflite", mode="int8", representative_data=x)
     assert not os.listdir(tmp_path)
 
@@ -147,8 +176,11 @@ def test_error_unknown_sequence_length(tmp_path):
 
 def test_error_int8_of_a_float_model_without_data(tmp_path):
     model, _ = plain_mlp_and_data()
-    with pytest.raises(ValueError, match=r"Expected representative_data for mode='int8' \(or a model from "
-                       r"kcompress\.quantization\.quantize_model\)\. Received: representative_data=None"):
+    with pytest.raises(
+        ValueError,
+        match=r"Expected representative_data for mode='int8' \(or a model from "
+        r"kcompress\.quantization\.quantize_model\)\. Received: representative_data=None",
+    ):
         convert(model, tmp_path / "m.tflite", mode="int8")
     assert not os.listdir(tmp_path)
 
@@ -158,8 +190,11 @@ def test_error_int16x8_without_data(aware, tmp_path):
     model, _ = plain_mlp_and_data()
     if aware:
         model = quantize_model(model)
-    with pytest.raises(ValueError, match=r"Expected representative_data for mode='int16x8'\. "
-                       r"Received: representative_data=None"):
+    with pytest.raises(
+        ValueError,
+        match=r"Expected representative_data for mode='int16x8'\. "
+        r"Received: representative_data=None",
+    ):
         convert(model, tmp_path / "m.tflite", mode="int16x8")
     assert not os.listdir(tmp_path)
 
@@ -181,8 +216,11 @@ def calibrated_cumsum():
 
 def test_op_without_int8_kernel_is_an_error_unless_allowed(calibrated_cumsum, tmp_path):
     path = tmp_path / "cumsum.tflite"
-    with pytest.raises(ValueError, match=r"Expected a model that converts to full int8\. Received: op \d+ \(\w+\) "
-                       r"runs on float tensors.*allow_float_ops=True"):
+    with pytest.raises(
+        ValueError,
+        match=r"Expected a model that converts to full int8\. Received: op \d+ \(\w+\) "
+        r"runs on float tensors.*allow_float_ops=True",
+    ):
         convert(calibrated_cumsum, path, mode="int8")
     assert not os.listdir(tmp_path)
 

@@ -21,7 +21,6 @@ from kcompress.quantization import (
     strip_quantization,
 )
 from tests.helpers import (
-    bert_inputs,
     data_for,
     functional_attention,
     functional_cnn,
@@ -120,7 +119,10 @@ X2 = np.linspace(-1, 1, 8, dtype="float32").reshape(2, 4)
         (lambda: QuantizeKernel(keras.layers.Dense(4), CONFIG), (X2,)),
         (lambda: QuantizeEmbedding(keras.layers.Embedding(10, 4), CONFIG), (np.array([[1, 2]]),)),
         (lambda: QuantizeLayerNorm(keras.layers.LayerNormalization(), CONFIG), (X2,)),
-        (lambda: QuantizeKernel(built(keras.layers.Conv1D(2, 3), (None, 5, 4)), CONFIG), (np.ones((1, 5, 4), "float32"),)),
+        (
+            lambda: QuantizeKernel(built(keras.layers.Conv1D(2, 3), (None, 5, 4)), CONFIG),
+            (np.ones((1, 5, 4), "float32"),),
+        ),
         (lambda: QuantizeOutput(keras.layers.ReLU(), CONFIG), (X2,)),
         (lambda: ActivationQuantizer(CONFIG), (X2,)),
     ],
@@ -271,8 +273,3 @@ def test_strip_of_a_float_model_is_a_copy():
     np.testing.assert_array_equal(outputs(copy, x), outputs(model, x))
     with pytest.raises(ValueError, match=r"Expected a keras\.Model"):
         strip_quantization(keras.layers.Dense(2))
-
-
-def test_bert_inputs_helper_is_dict():
-    # Guards the helper the BERT tests rely on.
-    assert set(bert_inputs(2)) == {"token_ids", "segment_ids", "padding_mask"}
