@@ -22,3 +22,16 @@ def _seed():
     keras.utils.set_random_seed(0)
     yield
     keras.backend.clear_session()
+
+
+@pytest.fixture(scope="session")
+def mirrored_strategy():
+    """The one MirroredStrategy of the test session, over the two logical CPUs.
+
+    Several MirroredStrategy objects in one process reuse collective instance
+    keys and clash ("Shape mismatch in the collective instance"), so every
+    test module shares this one.
+    """
+    devices = [d.name for d in tf.config.list_logical_devices("CPU")]
+    assert len(devices) >= 2, "conftest.py sets up two logical CPUs"
+    return tf.distribute.MirroredStrategy(devices[:2])

@@ -1,19 +1,14 @@
 import keras
 import numpy as np
 import pytest
-import tensorflow as tf
 
 from kcompress import pruning
 from tests.helpers import data_for, mlp, tiny_bert_classifier
 
 
-@pytest.fixture(scope="module")
-def strategy():
-    # One strategy per process: several MirroredStrategy objects in one
-    # process reuse collective instance keys and clash.
-    devices = [d.name for d in tf.config.list_logical_devices("CPU")]
-    assert len(devices) >= 2, "conftest.py sets up two logical CPUs"
-    return tf.distribute.MirroredStrategy(devices[:2])
+@pytest.fixture
+def strategy(mirrored_strategy):
+    return mirrored_strategy
 
 
 @pytest.mark.parametrize("make", [mlp, tiny_bert_classifier], ids=["mlp", "keras_hub_bert"])

@@ -1,7 +1,6 @@
 import keras
 import numpy as np
 import pytest
-import tensorflow as tf
 
 from kcompress import pruning
 from kcompress.quantization import calibrate, quantization_wrappers, quantize_model, strip_quantization
@@ -9,13 +8,9 @@ from tests.helpers import data_for, mlp
 from tests.quantization.qhelpers import compile_model, outputs, used_ranges
 
 
-@pytest.fixture(scope="module")
-def strategy():
-    # One strategy per process: several MirroredStrategy objects in one
-    # process reuse collective instance keys and clash.
-    devices = [d.name for d in tf.config.list_logical_devices("CPU")]
-    assert len(devices) >= 2, "conftest.py sets up two logical CPUs"
-    return tf.distribute.MirroredStrategy(devices[:2])
+@pytest.fixture
+def strategy(mirrored_strategy):
+    return mirrored_strategy
 
 
 def test_qat_under_mirrored_strategy_on_two_cpus(strategy):
