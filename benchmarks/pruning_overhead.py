@@ -14,13 +14,9 @@ Usage:
 Writes benchmarks/results/pruning_overhead.json and .md.
 """
 
-import argparse
 import math
 import os
-import platform
-import statistics
 import sys
-import time
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -28,50 +24,27 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import keras  # noqa: E402
-from _mlp_task import CLASSES, HIDDEN, INPUT_DIM, make_data  # noqa: E402
+from _mlp_task import make_data  # noqa: E402
+from _overhead import build_mlp, parse_args, ratios, run_header, timed_fit  # noqa: E402
 from _results import write_results  # noqa: E402
 from _subprocess import run_tfmot_baseline  # noqa: E402
 
 from kcompress import pruning  # noqa: E402
 
-
-class EpochTimer(keras.callbacks.Callback):
-    def on_train_begin(self, logs=None):
-        self.times = []
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self._start = time.perf_counter()
-
-    def on_epoch_end(self, epoch, logs=None):
-        self.times.append(time.perf_counter() - self._start)
-
-
-def build_mlp():
-    return keras.Sequential([
-        keras.Input((INPUT_DIM,)),
-        keras.layers.Dense(HIDDEN, activation="relu"),
-        keras.layers.Dense(HIDDEN, activation="relu"),
-        keras.layers.Dense(CLASSES),
-    ])
+TARGET = 1.10
 
 
 def time_fit(task, x, y, epochs, batch_size, seed):
     keras.utils.set_random_seed(seed)
     model = build_mlp()
-    callbacks = [EpochTimer()]
+    callbacks = []
     if task == "prune":
         end_step = epochs * math.ceil(len(x) / batch_size)
         schedule = pruning.PolynomialDecay(0.0, 0.8, begin_step=0, end_step=end_step, frequency=100)
         model = pruning.prune_low_magnitude(model, sparsity_schedule=schedule)
         callbacks.append(pruning.UpdatePruningStep())
-    model.compile(keras.optimizers.Adam(1e-3),
-                  keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-                  metrics=["accuracy"])
-    history = model.fit(x, y, epochs=epochs, batch_size=batch_size, verbose=0, callbacks=callbacks)
-    times = callbacks[0].times
     result = {"framework": "kcompress" if task == "prune" else "keras3", "task": task,
-              "epoch_s_median": statistics.median(times[1:]), "first_epoch_s": times[0],
-              "final_accuracy": history.history["accuracy"][-1], "final_sparsity": None}
+              **timed_fit(model, x, y, epochs, batch_size, callbacks), "final_sparsity": None}
     if task == "prune":
         result["final_sparsity"] = pruning.sparsity_report(pruning.strip_pruning(model)).total_sparsity
     return result
@@ -82,15 +55,7 @@ def best_of(runs):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--epochs", type=int, default=4)
-    parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--samples", type=int, default=8192)
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args()
-    if args.epochs < 2:
-        parser.error(f"Expected --epochs >= 2 (the first epoch is tracing). Received: {args.epochs}")
+    args = parse_args(__doc__, epochs=4, repeats=3)
     x, y = make_data(args.samples, args.seed)
     ours = {}
     for task in ("plain", "prune"):
@@ -100,10 +65,7 @@ def main():
     tfmot = {task: run_tfmot_baseline(task, epochs=args.epochs, batch_size=args.batch_size,
                                       samples=args.samples, seed=args.seed, repeats=args.repeats)
              for task in ("plain", "prune")}
-    kc_ratio = ours["prune"]["epoch_s_median"] / ours["plain"]["epoch_s_median"]
-    tfmot_ratio = None
-    if "skipped" not in tfmot["prune"]:
-        tfmot_ratio = tfmot["prune"]["epoch_s_median"] / tfmot["plain"]["epoch_s_median"]
+    kc_ratio, tfmot_ratio = ratios(ours, tfmot, "prune")
     rows = [
         ("plain Keras 3 fit", ours["plain"], 1.0),
         ("kcompress pruning fit", ours["prune"], kc_ratio),
@@ -111,14 +73,7 @@ def main():
         ("tfmot pruning fit (tf_keras)", tfmot["prune"], tfmot_ratio),
     ]
     result = {
-        "benchmark": "pruning_overhead",
-        "command": "python benchmarks/pruning_overhead.py " + " ".join(sys.argv[1:]),
-        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()},
-        "settings": vars(args),
-        "kcompress_ratio_to_plain": kc_ratio,
-        "tfmot_ratio_to_plain": tfmot_ratio,
-        "target": "kcompress <= 1.10x plain and below tfmot's ratio",
-        "target_met": kc_ratio <= 1.10 and (tfmot_ratio is None or kc_ratio < tfmot_ratio),
+        **run_header("pruning_overhead", args, kc_ratio, tfmot_ratio, TARGET),
         "runs": {"kcompress": ours, "tfmot": tfmot},
     }
     header = "| run | s/epoch (steady) | first epoch s | ratio to its plain fit | final sparsity |"

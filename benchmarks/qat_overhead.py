@@ -18,13 +18,9 @@ Usage:
 Writes benchmarks/results/qat_overhead.json and .md.
 """
 
-import argparse
 import os
-import platform
-import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -32,7 +28,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import keras  # noqa: E402
-from _mlp_task import CLASSES, HIDDEN, INPUT_DIM, make_data  # noqa: E402
+from _mlp_task import make_data  # noqa: E402
+from _overhead import build_mlp, parse_args, ratios, run_header, timed_fit  # noqa: E402
 from _results import write_results  # noqa: E402
 from _subprocess import run_tfmot_baseline  # noqa: E402
 
@@ -43,40 +40,14 @@ TARGET = 1.15
 VERIFY_SAMPLES = 512
 
 
-class EpochTimer(keras.callbacks.Callback):
-    def on_train_begin(self, logs=None):
-        self.times = []
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self._start = time.perf_counter()
-
-    def on_epoch_end(self, epoch, logs=None):
-        self.times.append(time.perf_counter() - self._start)
-
-
-def build_mlp():
-    return keras.Sequential([
-        keras.Input((INPUT_DIM,)),
-        keras.layers.Dense(HIDDEN, activation="relu"),
-        keras.layers.Dense(HIDDEN, activation="relu"),
-        keras.layers.Dense(CLASSES),
-    ])
-
-
 def time_fit(task, x, y, epochs, batch_size, seed):
     """Returns ``(result, model)`` for one fresh fit."""
     keras.utils.set_random_seed(seed)
     model = build_mlp()
     if task == "qat":
         model = quantization.quantize_model(model)
-    timer = EpochTimer()
-    model.compile(keras.optimizers.Adam(1e-3),
-                  keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-                  metrics=["accuracy"])
-    history = model.fit(x, y, epochs=epochs, batch_size=batch_size, verbose=0, callbacks=[timer])
     result = {"framework": "kcompress" if task == "qat" else "keras3", "task": task,
-              "epoch_s_median": statistics.median(timer.times[1:]), "first_epoch_s": timer.times[0],
-              "final_accuracy": history.history["accuracy"][-1], "final_loss": history.history["loss"][-1]}
+              **timed_fit(model, x, y, epochs, batch_size)}
     return result, model
 
 
@@ -92,15 +63,7 @@ def export_int8(qat, x):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--epochs", type=int, default=3)
-    parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--samples", type=int, default=8192)
-    parser.add_argument("--repeats", type=int, default=2)
-    parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args()
-    if args.epochs < 2:
-        parser.error(f"Expected --epochs >= 2 (the first epoch is tracing). Received: {args.epochs}")
+    args = parse_args(__doc__, epochs=3, repeats=2)
     x, y = make_data(args.samples, args.seed)
     ours, qat_model = {}, None
     for task in ("plain", "qat"):
@@ -114,10 +77,7 @@ def main():
     tfmot = {task: run_tfmot_baseline(task, epochs=args.epochs, batch_size=args.batch_size,
                                       samples=args.samples, seed=args.seed, repeats=args.repeats)
              for task in ("plain", "qat")}
-    kc_ratio = ours["qat"]["epoch_s_median"] / ours["plain"]["epoch_s_median"]
-    tfmot_ratio = None
-    if "skipped" not in tfmot["qat"]:
-        tfmot_ratio = tfmot["qat"]["epoch_s_median"] / tfmot["plain"]["epoch_s_median"]
+    kc_ratio, tfmot_ratio = ratios(ours, tfmot, "qat")
     print(f"kcompress QAT / plain Keras 3: {kc_ratio:.2f}x; tfmot QAT / plain tf_keras: "
           f"{'n/a' if tfmot_ratio is None else f'{tfmot_ratio:.2f}x'}")
     rows = [
@@ -127,14 +87,7 @@ def main():
         ("tfmot QAT fit (tf_keras)", tfmot["qat"], tfmot_ratio),
     ]
     result = {
-        "benchmark": "qat_overhead",
-        "command": "python benchmarks/qat_overhead.py " + " ".join(sys.argv[1:]),
-        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()},
-        "settings": vars(args),
-        "kcompress_ratio_to_plain": kc_ratio,
-        "tfmot_ratio_to_plain": tfmot_ratio,
-        "target": f"kcompress <= {TARGET:.2f}x plain and below tfmot's ratio",
-        "target_met": kc_ratio <= TARGET and (tfmot_ratio is None or kc_ratio < tfmot_ratio),
+        **run_header("qat_overhead", args, kc_ratio, tfmot_ratio, TARGET),
         "kcompress_int8_export": export,
         "runs": {"kcompress": ours, "tfmot": tfmot},
     }
