@@ -134,6 +134,43 @@ def transform_layers(model, replace, fallback_weights=None):
     return new
 
 
+def unwrap_all(model, wrappers, final_values):
+    """Returns a copy of `model` with each wrapper replaced by its layer.
+
+    Used by `strip_pruning` and `strip_quantization`. In the copy, each
+    wrapper's layer gets the values `final_values(wrapper)` gives, as
+    ``(variable, value)`` pairs. A copy rebuilt from a config that does not
+    list the wrappers (keras-hub and subclassed models, composite layers)
+    takes the wrapped layers' weights in their original order, with the
+    final values and without the wrappers' own state (masks, ranges).
+
+    Args:
+        model: The model holding the wrappers.
+        wrappers: The wrappers of `model` (`keras.layers.Wrapper`s), all of
+            the class(es) to strip.
+        final_values: Callable ``wrapper -> [(variable, value), ...]``.
+    """
+    inner = {id(v) for w in wrappers for v in w.layer.weights}
+    wrapper_state = {id(v) for w in wrappers for v in w.weights if id(v) not in inner}
+    final = {id(variable): value for w in wrappers for variable, value in final_values(w)}
+    kinds = tuple({type(w) for w in wrappers})
+
+    def unwrapped_weights(layer):
+        return [final.get(id(v), v) for v in layer.weights if id(v) not in wrapper_state]
+
+    def unwrap(layer):
+        return unwrap_layer(layer, final_values(layer)) if isinstance(layer, kinds) else None
+
+    return transform_layers(model, unwrap, fallback_weights=unwrapped_weights)
+
+
+def unwrap_layer(wrapper, values):
+    """Assigns ``(variable, value)`` pairs and returns the wrapper's layer."""
+    for variable, value in values:
+        variable.assign(value)
+    return wrapper.layer
+
+
 def replace_in_place(root, replace):
     """Swaps, inside `root`, each sublayer for which `replace` returns a layer."""
     swaps = {}

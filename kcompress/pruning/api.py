@@ -172,37 +172,11 @@ def strip_pruning(model):
     'Dense'
     """
     if isinstance(model, PruneLowMagnitude):
-        return _unwrapped(model)
+        return _surgery.unwrap_layer(model, list(zip(model.pruned_variables, model.masked_values())))
     if not isinstance(model, keras.Model):
         raise expected_error("a keras.Model", model=model)
     wrappers = pruning_wrappers(model)
     if not wrappers:
         return _surgery.copy_layer(model)
-    # A copy rebuilt from a config that does not list the wrappers (keras-hub
-    # and subclassed models, composite layers) takes the wrapped layers'
-    # weights in their original order, masks applied, wrapper state left out.
-    wrapper_state = {
-        id(v) for w in wrappers for v in w._trainable_variables + w._non_trainable_variables
-    }
-    masked = {
-        id(variable): value
-        for wrapper in wrappers
-        for variable, value in zip(wrapper.pruned_variables, wrapper.masked_values())
-    }
-
-    def unwrapped_weights(layer):
-        return [masked.get(id(v), v) for v in layer.weights if id(v) not in wrapper_state]
-
-    return _surgery.transform_layers(
-        model,
-        lambda layer: _unwrapped(layer) if isinstance(layer, PruneLowMagnitude) else None,
-        fallback_weights=unwrapped_weights,
-    )
-
-
-def _unwrapped(wrapper):
-    """The wrapped layer of a copied wrapper, with masks applied."""
-    layer = wrapper.layer
-    for variable, value in zip(wrapper.pruned_variables, wrapper.masked_values()):
-        variable.assign(value)
-    return layer
+    return _surgery.unwrap_all(model, wrappers, lambda wrapper: list(zip(wrapper.pruned_variables,
+                                                                          wrapper.masked_values())))

@@ -179,28 +179,10 @@ def strip_quantization(model):
     'Dense'
     """
     if isinstance(model, QuantizeBase):
-        return _unwrapped(model)
+        return _surgery.unwrap_layer(model, model.quantized_weights())
     if not isinstance(model, keras.Model):
         raise expected_error("a keras.Model", model=model)
     wrappers = quantization_wrappers(model)
     if not wrappers:
         return _surgery.copy_layer(model)
-    inner = {id(v) for w in wrappers for v in w.layer.weights}
-    wrapper_state = {id(v) for w in wrappers for v in w.weights if id(v) not in inner}
-    rounded = {id(variable): value for w in wrappers for variable, value in w.quantized_weights()}
-
-    def unwrapped_weights(layer):
-        return [rounded.get(id(v), v) for v in layer.weights if id(v) not in wrapper_state]
-
-    return _surgery.transform_layers(
-        model,
-        lambda layer: _unwrapped(layer) if isinstance(layer, QuantizeBase) else None,
-        fallback_weights=unwrapped_weights,
-    )
-
-
-def _unwrapped(wrapper):
-    """The wrapped layer of a copied wrapper, holding its rounded weights."""
-    for variable, value in wrapper.quantized_weights():
-        variable.assign(value)
-    return wrapper.layer
+    return _surgery.unwrap_all(model, wrappers, lambda wrapper: wrapper.quantized_weights())
