@@ -7,6 +7,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from kcompress import quantization
 from kcompress._errors import check_int, expected_error
 from tflite_export import _files
 from tflite_export.inspect import describe
@@ -206,8 +207,6 @@ def convert(
     >>> result.mode, result.model.inputs[0].shape
     ('dynamic', (1, 4))
     """
-    from kcompress import quantization
-
     if mode not in MODES:
         raise expected_error(f"mode in {MODES}", mode=mode)
     if not isinstance(model, keras.Model):

@@ -8,6 +8,7 @@ from kcompress import _surgery
 from kcompress._errors import expected_error
 from kcompress.quantization import config as config_lib
 from kcompress.quantization import quantizers, registry
+from kcompress.quantization.attention import QuantizeAttention
 from kcompress.quantization.base import QuantizeBase
 
 
@@ -112,8 +113,6 @@ def quantize_model(model, config=None, layer_configs=None):
 
 
 def _build_wrapper(wrapper):
-    from kcompress.quantization.attention import QuantizeAttention
-
     if isinstance(wrapper, QuantizeAttention):
         wrapper.build(**wrapper.get_build_config()["shapes_dict"])
     else:

@@ -5,6 +5,7 @@ import contextlib
 import keras
 from keras import ops
 
+from kcompress._errors import expected_error
 from kcompress.quantization import fake_quant
 from kcompress.quantization.base import QuantizeBase
 
@@ -85,8 +86,6 @@ class QuantizeKernel(QuantizeBase):
     def __init__(self, layer, config=None, quantize_output=True, keep_zeros=None, **kwargs):
         super().__init__(layer, config, **kwargs)
         if input_axes(layer) is None:
-            from kcompress._errors import expected_error
-
             raise expected_error(
                 f"a layer with a kernel ({', '.join(c.__name__ for c in INPUT_AXES)})",
                 layer=f"{layer.name} ({type(layer).__name__})",

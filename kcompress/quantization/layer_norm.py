@@ -1,9 +1,10 @@
 """`QuantizeLayerNorm`: layer normalization in the form int8 kernels run well."""
 
 import keras
+import tensorflow as tf
 from keras import ops
 
-from kcompress.quantization import fake_quant
+from kcompress.quantization import fake_quant, quantizers
 from kcompress.quantization.base import QuantizeBase
 
 # TFLite's int8 L2_NORMALIZATION writes with scale 1/128, zero point 0.
@@ -74,15 +75,11 @@ class QuantizeLayerNorm(QuantizeBase):
 
 def _l2_normalize(x, epsilon):
     """``x * rsqrt(max(sum(x^2), eps))``: the pattern TFLite fuses into L2_NORMALIZATION."""
-    import tensorflow as tf
-
     return tf.math.l2_normalize(x, axis=-1, epsilon=epsilon)
 
 
 def _quantized_constant(value):
     """A per-tensor int8 constant, as the converter stores MUL/ADD operands."""
-    from kcompress.quantization.quantizers import is_exporting
-
-    if is_exporting():
+    if quantizers.is_exporting():
         return value
     return fake_quant.fake_quant_constant(value)

@@ -13,21 +13,25 @@ _state = threading.local()
 
 
 @contextlib.contextmanager
-def calibrating():
-    """Inside this context, inference calls also update activation ranges."""
-    previous = getattr(_state, "calibrating", False)
-    _state.calibrating = True
+def _flag(name):
+    """Sets the thread-local flag `name` for the duration of the context."""
+    previous = getattr(_state, name, False)
+    setattr(_state, name, True)
     try:
         yield
     finally:
-        _state.calibrating = previous
+        setattr(_state, name, previous)
+
+
+def calibrating():
+    """Inside this context, inference calls also update activation ranges."""
+    return _flag("calibrating")
 
 
 def is_calibrating():
     return getattr(_state, "calibrating", False)
 
 
-@contextlib.contextmanager
 def exporting():
     """Inside this context, constants are left for the converter to quantize.
 
@@ -35,12 +39,7 @@ def exporting():
     their own range, as `fake_quant_constant` does in training; an explicit
     fake-quant op on a folded constant would not convert.
     """
-    previous = getattr(_state, "exporting", False)
-    _state.exporting = True
-    try:
-        yield
-    finally:
-        _state.exporting = previous
+    return _flag("exporting")
 
 
 def is_exporting():
