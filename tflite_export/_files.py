@@ -1,9 +1,9 @@
 """Atomic file writes: a user's file is either the old one or the new one."""
 
 import os
-import tempfile
 from pathlib import Path
 
+from kcompress._atomic import write_atomic
 from kcompress._errors import expected_error
 
 
@@ -40,13 +40,5 @@ def write_bytes_atomic(path, data):
     b'abc'
     """
     path = output_path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    write_atomic(path, lambda f: f.write(data))
     return len(data)

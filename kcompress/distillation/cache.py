@@ -1,0 +1,205 @@
+"""Teacher outputs computed once per example and reused every epoch.
+
+Examples are keyed by a fingerprint of their input tensors, not by position,
+so a dataset may be reshuffled (or batched differently) between epochs and
+each example still finds its own teacher outputs. During training the
+lookup runs inside the train step: a batch whose examples are all cached
+reads them; a batch with any new example runs the teacher instead, so the
+losses are the same as without a cache.
+"""
+
+import hashlib
+import json
+import os
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from kcompress._atomic import write_atomic
+from kcompress._errors import expected_error
+
+_STORAGE_DTYPES = ("float32", "float16")
+_FILE = "teacher_cache.npz"
+_META = "teacher_cache.json"
+
+
+def example_keys(inputs):
+    """Returns one int64 fingerprint per example of a batch of inputs.
+
+    Integer and boolean tensors are hashed as int64 and floats as float32,
+    so the same example gives the same key whether it arrives as NumPy int64
+    or as an int32 tensor.
+
+    Example:
+
+    >>> import numpy as np
+    >>> a = example_keys({"ids": np.array([[1, 2], [3, 4]])})
+    >>> b = example_keys({"ids": np.array([[3, 4]], "int32")})
+    >>> int(a[1]) == int(b[0]), int(a[0]) == int(a[1])
+    (True, False)
+    """
+    parts = []
+    for tensor in tf.nest.flatten(inputs):
+        tensor = tf.convert_to_tensor(tensor)
+        if tensor.dtype != tf.string:
+            canonical = tf.float32 if tensor.dtype.is_floating else tf.int64
+            tensor = tf.reshape(tf.cast(tensor, canonical), (tf.shape(tensor)[0], -1))
+        parts.append(tf.fingerprint(tensor))
+    combined = parts[0] if len(parts) == 1 else tf.fingerprint(tf.concat(parts, axis=1))
+    return tf.reshape(tf.bitcast(combined, tf.int64), (-1,))
+
+
+class TeacherCache:
+    """Stores teacher outputs per example, in memory and optionally on disk.
+
+    Args:
+        directory: Optional folder. The filled cache is saved there
+            (atomically) with a fingerprint of the teacher's weights and of
+            what is stored; a later run with the same teacher loads it instead
+            of running the teacher again.
+        storage_dtype: ``"float32"`` (exact) or ``"float16"`` (half the
+            memory; teacher tensors are rounded to float16).
+
+    Example:
+
+    >>> cache = TeacherCache(storage_dtype="float16")
+    >>> cache.size
+    0
+    """
+
+    def __init__(self, directory=None, storage_dtype="float32"):
+        if storage_dtype not in _STORAGE_DTYPES:
+            raise expected_error(f"storage_dtype in {_STORAGE_DTYPES}", storage_dtype=storage_dtype)
+        self.directory = None if directory is None else os.fspath(directory)
+        self.storage_dtype = storage_dtype
+        self._keys = np.zeros((0,), np.int64)
+        self._values = {}
+        self._signature = None
+        self._table = None
+
+    @property
+    def size(self):
+        """Number of cached examples."""
+        return int(self._keys.shape[0])
+
+    @property
+    def nbytes(self):
+        """Memory used by the stored teacher tensors, in bytes."""
+        return int(sum(value.nbytes for value in self._values.values()))
+
+    def get_config(self):
+        return {"directory": self.directory, "storage_dtype": self.storage_dtype}
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
+
+    def fill(self, forward, batches, signature, total=None, verbose=1):
+        """Runs `forward` on every batch whose examples are not all cached.
+
+        Args:
+            forward: ``forward(x) -> (keys, dict of tensors)``, usually a
+                `tf.function`.
+            batches: Iterable of input batches ``x``.
+            signature: String identifying the teacher and what is stored;
+                a cache filled under another signature is discarded.
+            total: Number of batches, for the progress bar.
+            verbose: 0 silences the progress bar.
+
+        Returns:
+            Number of examples added.
+        """
+        if signature != self._signature:
+            self._keys, self._values, self._table = np.zeros((0,), np.int64), {}, None
+            self._signature = signature
+            self._load()
+        known = set(self._keys.tolist())
+        added_keys, added_values = [], {}
+        progress = keras.utils.Progbar(total, verbose=verbose, unit_name="batch") if verbose else None
+        for step, x in enumerate(batches, start=1):
+            keys = example_keys(x).numpy()
+            if not all(key in known for key in keys.tolist()):
+                keys, values = forward(x)
+                keys = keys.numpy()
+                fresh = []
+                for i, key in enumerate(keys.tolist()):
+                    if key not in known:
+                        known.add(key)
+                        fresh.append(i)
+                added_keys.append(keys[fresh])
+                for name, value in values.items():
+                    added_values.setdefault(name, []).append(np.asarray(value)[fresh].astype(self.storage_dtype))
+            if progress is not None:
+                progress.update(step)
+        added = int(sum(len(keys) for keys in added_keys))
+        if added:
+            self._keys = np.concatenate([self._keys, *added_keys])
+            for name, chunks in added_values.items():
+                previous = [self._values[name]] if name in self._values else []
+                self._values[name] = np.concatenate(previous + chunks)
+            self._table = None
+            self._save()
+        return added
+
+    def lookup(self, keys):
+        """Returns ``(all_found, dict of float32 tensors)`` for a batch of keys.
+
+        Runs inside a traced train step; the table and the stored tensors
+        stay on the host.
+        """
+        if self._table is None:
+            self._table = _Table(self._keys, self._values)
+        return self._table.lookup(keys)
+
+    def _save(self):
+        if self.directory is None:
+            return
+        os.makedirs(self.directory, exist_ok=True)
+        arrays = {"keys": self._keys, **{f"value/{name}": value for name, value in self._values.items()}}
+        write_atomic(os.path.join(self.directory, _FILE), lambda f: np.savez(f, **arrays))
+        meta = json.dumps({"signature": self._signature, "storage_dtype": self.storage_dtype}).encode()
+        write_atomic(os.path.join(self.directory, _META), lambda f: f.write(meta))
+
+    def _load(self):
+        if self.directory is None or not os.path.isfile(os.path.join(self.directory, _META)):
+            return
+        with open(os.path.join(self.directory, _META), encoding="utf-8") as f:
+            meta = json.load(f)
+        if meta.get("signature") != self._signature or meta.get("storage_dtype") != self.storage_dtype:
+            return
+        with np.load(os.path.join(self.directory, _FILE)) as data:
+            self._keys = data["keys"]
+            self._values = {name[len("value/") :]: data[name] for name in data.files if name.startswith("value/")}
+
+
+class _Table:
+    """A hash table from example key to row, and the rows, on the host."""
+
+    def __init__(self, keys, values):
+        with tf.init_scope(), tf.device("/cpu:0"):
+            self.device = "/cpu:0"
+            initializer = tf.lookup.KeyValueTensorInitializer(
+                tf.constant(keys, tf.int64), tf.range(len(keys), dtype=tf.int64)
+            )
+            self.table = tf.lookup.StaticHashTable(initializer, default_value=-1)
+            self.values = {name: tf.constant(value) for name, value in values.items()}
+
+    def lookup(self, keys):
+        with tf.device(self.device):
+            rows = self.table.lookup(keys)
+            found = tf.reduce_all(rows >= 0)
+            rows = tf.maximum(rows, 0)
+            return found, {name: tf.cast(tf.gather(value, rows), tf.float32) for name, value in self.values.items()}
+
+
+def teacher_signature(teacher, names):
+    """A fingerprint of the teacher's weights and of the stored tensor names."""
+    digest = hashlib.sha256()
+    digest.update(json.dumps(sorted(names)).encode())
+    for weight in teacher.weights:
+        value = np.ascontiguousarray(keras.ops.convert_to_numpy(weight))
+        digest.update(weight.path.encode())
+        digest.update(str(value.shape).encode())
+        digest.update(value.tobytes())
+    return digest.hexdigest()
