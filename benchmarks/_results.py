@@ -1,23 +1,16 @@
 """Atomic writes of benchmark results to benchmarks/results/<name>.json/.md."""
 
 import json
-import os
-import tempfile
 from pathlib import Path
+
+from kcompress._atomic import write_atomic
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def _write_atomic(path, text):
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
+    write_atomic(path, lambda f: f.write(text.encode()))
 
 
 def write_results(name, result, table):

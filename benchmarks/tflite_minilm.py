@@ -45,32 +45,16 @@ def _parse():
     return args
 
 
-def _tokens(preprocessor, texts):
-    import numpy as np
-
-    batches = [preprocessor(texts[i : i + 256]) for i in range(0, len(texts), 256)]
-    return {k: np.concatenate([np.asarray(b[k]) for b in batches]).astype("int32") for k in batches[0]}
-
-
-def _tflite_accuracy(path, x, labels, threads):
-    import numpy as np
-
-    from tflite_export._runner import Runner
-
-    outputs = Runner(path, num_threads=threads).run_batch(x)
-    logits = next(iter(outputs.values())).value
-    return float(np.mean(np.argmax(logits, axis=-1) == labels))
-
-
 def main():
     args = _parse()
     import keras
     import numpy as np
+    from _minilm import fine_tuned_minilm, tflite_accuracy, tokens
     from _results import write_results
 
     import tflite_export
     from kcompress import quantization
-    from kcompress.data import load_minilm_classifier, load_rotten_tomatoes
+    from kcompress.data import load_rotten_tomatoes
 
     keras.utils.set_random_seed(0)
     started = time.perf_counter()
@@ -78,11 +62,9 @@ def main():
     qat_data = load_rotten_tomatoes("train")[-args.qat_size :]
     test = load_rotten_tomatoes("test", size=args.test_size)
 
-    model = load_minilm_classifier(num_classes=2, sequence_length=args.sequence_length)
-    print(f"fine-tuning MiniLM on {len(train):,} snippets, sequence length {args.sequence_length}", flush=True)
-    model.fit(train.texts, train.labels, batch_size=32, epochs=1, verbose=2)
-    x_test = _tokens(model.preprocessor, test.texts)
-    calibration = {k: v[:200] for k, v in _tokens(model.preprocessor, train.texts[:200]).items()}
+    model, _ = fine_tuned_minilm(train, args.sequence_length)
+    x_test = tokens(model.preprocessor, test.texts)
+    calibration = {k: v[:200] for k, v in tokens(model.preprocessor, train.texts[:200]).items()}
 
     print("quantization-aware fine-tuning", flush=True)
     qat = quantization.quantize_model(model)
@@ -114,7 +96,7 @@ def main():
             )
             convert_seconds = time.perf_counter() - convert_started
             latency = tflite_export.benchmark(path, threads=args.threads, runs=args.runs, warmup=10)
-            accuracy = _tflite_accuracy(path, x_test, test.labels, args.threads)
+            accuracy = tflite_accuracy(path, x_test, test.labels, args.threads)
             rows.append(
                 {
                     "model": name,
