@@ -28,6 +28,10 @@ class QuantizationConfig:
         ema_decay: Decay of the moving-average activation ranges, in [0, 1).
         preserve_sparsity: Keep weights that are exactly zero at zero while
             training (for models pruned by `kcompress.pruning`).
+        preserve_clusters: Keep the distinct values of a clustered kernel
+            (at most 256, e.g. from `kcompress.clustering.strip_clustering`)
+            tied while training: each weight runs as the mean of the weights
+            that shared its value, so the kernel keeps its clusters.
 
     Example:
 
@@ -42,6 +46,7 @@ class QuantizationConfig:
     symmetric_weights: bool = True
     ema_decay: float = 0.99
     preserve_sparsity: bool = True
+    preserve_clusters: bool = False
 
     def __post_init__(self):
         object.__setattr__(self, "weight_bits", check_int("weight_bits", self.weight_bits, minimum=2))
@@ -54,7 +59,7 @@ class QuantizationConfig:
         decay = self.ema_decay
         if isinstance(decay, bool) or not isinstance(decay, (int, float)) or not 0.0 <= decay < 1.0:
             raise expected_error("ema_decay in [0, 1)", ema_decay=decay)
-        for name in ("per_channel", "symmetric_weights", "preserve_sparsity"):
+        for name in ("per_channel", "symmetric_weights", "preserve_sparsity", "preserve_clusters"):
             if not isinstance(getattr(self, name), bool):
                 raise expected_error(f"{name} to be a bool", **{name: getattr(self, name)})
 

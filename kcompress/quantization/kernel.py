@@ -6,6 +6,7 @@ import keras
 from keras import ops
 
 from kcompress._errors import expected_error
+from kcompress.clustering import tying
 from kcompress.quantization import fake_quant
 from kcompress.quantization.base import QuantizeBase
 
@@ -72,6 +73,10 @@ class QuantizeKernel(QuantizeBase):
         keep_zeros: Keep the kernel's zero weights at zero (sparsity-
             preserving QAT). Default: when the config asks for it and the
             built kernel has zeros.
+        tied_clusters: Number of distinct kernel values kept tied
+            (cluster-preserving QAT), 0 for none. Default: when the config
+            asks for it, the number of distinct values of the built kernel
+            if it has at most 256.
         **kwargs: Base layer arguments.
 
     Example:
@@ -83,7 +88,7 @@ class QuantizeKernel(QuantizeBase):
     ['input', 'output', 'pre_activation']
     """
 
-    def __init__(self, layer, config=None, quantize_output=True, keep_zeros=None, **kwargs):
+    def __init__(self, layer, config=None, quantize_output=True, keep_zeros=None, tied_clusters=None, **kwargs):
         super().__init__(layer, config, **kwargs)
         if input_axes(layer) is None:
             raise expected_error(
@@ -96,6 +101,11 @@ class QuantizeKernel(QuantizeBase):
                 self.config.preserve_sparsity and layer.built and bool(ops.any(ops.equal(layer.kernel.value, 0)))
             )
         self.keep_zeros = bool(keep_zeros)
+        if tied_clusters is None:
+            wanted = self.config.preserve_clusters and layer.built
+            ties = tying.find_ties(ops.convert_to_numpy(layer.kernel)) if wanted else None
+            tied_clusters = ties[0] if ties else 0
+        self.tied_clusters = int(tied_clusters)
         self._quantizer("input")
         self._fused = getattr(layer, "activation", keras.activations.linear) in _FUSED
         if not self._fused:
@@ -112,10 +122,21 @@ class QuantizeKernel(QuantizeBase):
                 name="sparsity_mask", shape=kernel.shape, initializer="ones", trainable=False
             )
             self._sparsity_mask.assign(ops.cast(ops.not_equal(kernel.value, 0.0), self._sparsity_mask.dtype))
+        self._cluster_assignments = None
+        if self.tied_clusters:
+            kernel = self.layer.kernel
+            self._cluster_assignments = self.add_weight(
+                name="cluster_assignments", shape=kernel.shape, dtype="int32", initializer="zeros", trainable=False
+            )
+            ties = tying.find_ties(ops.convert_to_numpy(kernel), self.tied_clusters)
+            if ties is not None:  # Else a fresh kernel, about to be loaded with the saved assignments.
+                self._cluster_assignments.assign(ties[1])
 
     def quantized_weights(self):
         kernel = self.layer.kernel
         value = kernel.value
+        if getattr(self, "_cluster_assignments", None) is not None:
+            value = tying.tie(value, self._cluster_assignments.value, self.tied_clusters)
         if getattr(self, "_sparsity_mask", None) is not None:
             value = value * self._sparsity_mask.value
         axes = input_axes(self.layer) if self.config.per_channel else None
@@ -138,4 +159,5 @@ class QuantizeKernel(QuantizeBase):
         config = super().get_config()
         config["quantize_output"] = self.quantize_output
         config["keep_zeros"] = self.keep_zeros
+        config["tied_clusters"] = self.tied_clusters
         return config

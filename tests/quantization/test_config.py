@@ -16,6 +16,7 @@ def test_defaults_are_tflite_int8():
         "symmetric_weights": True,
         "ema_decay": 0.99,
         "preserve_sparsity": True,
+        "preserve_clusters": False,
     }
     assert config_lib.get(None) == config
 
