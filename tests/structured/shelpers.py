@@ -1,0 +1,56 @@
+"""Tiny keras-hub BERT models and data for the structured-pruning tests."""
+
+import keras
+import keras_hub
+import numpy as np
+
+from kcompress.structured import _model
+from kcompress.structured.plan import make_plan
+
+SEQ = 16
+VOCAB = 100
+
+
+def tiny_backbone(num_layers=2, num_heads=4, hidden_dim=16, intermediate_dim=32, scale=0.3, seed=0):
+    """A tiny BertBackbone with weights large enough that every head and unit matters."""
+    backbone = keras_hub.models.BertBackbone(
+        vocabulary_size=VOCAB,
+        num_layers=num_layers,
+        num_heads=num_heads,
+        hidden_dim=hidden_dim,
+        intermediate_dim=intermediate_dim,
+        max_sequence_length=SEQ,
+    )
+    rng = np.random.default_rng(seed)
+    for variable in backbone.weights:
+        if "gamma" in variable.path or "beta" in variable.path:
+            continue
+        variable.assign(rng.normal(0.0, scale, tuple(variable.shape)).astype("float32"))
+    return backbone
+
+
+def tiny_classifier(**kwargs):
+    backbone = tiny_backbone(**kwargs)
+    model = keras_hub.models.BertTextClassifier(backbone, num_classes=2, preprocessor=None)
+    model.output_dense.kernel.assign(np.random.default_rng(1).normal(0, 1.0, (kwargs.get("hidden_dim", 16), 2)))
+    return model
+
+
+def inputs(n=64, seed=0):
+    """Preprocessed inputs with varied padding, and random labels."""
+    rng = np.random.default_rng(seed)
+    lengths = rng.integers(4, SEQ + 1, (n, 1))
+    x = {
+        "token_ids": rng.integers(0, VOCAB, (n, SEQ)).astype("int32"),
+        "segment_ids": (np.arange(SEQ)[None] >= lengths // 2).astype("int32"),
+        "padding_mask": (np.arange(SEQ)[None] < lengths).astype("int32"),
+    }
+    return x, rng.integers(0, 2, n)
+
+
+def plan_for(model, importance, **targets):
+    return make_plan(_model.architecture(model), importance, **targets)
+
+
+def logits(model, x):
+    return np.asarray(keras.ops.convert_to_numpy(model(x, training=False)))
