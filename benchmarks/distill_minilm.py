@@ -52,31 +52,6 @@ def _parse():
     return args
 
 
-def _student_from(teacher, layers):
-    """A shallower copy of a BertTextClassifier: same width, its first `layers` blocks."""
-    import keras_hub
-
-    source = teacher.backbone
-    backbone = keras_hub.models.BertBackbone(
-        vocabulary_size=source.vocabulary_size,
-        num_layers=layers,
-        num_heads=source.num_heads,
-        hidden_dim=source.hidden_dim,
-        intermediate_dim=source.intermediate_dim,
-        dropout=source.dropout,
-        max_sequence_length=source.max_sequence_length,
-        num_segments=source.num_segments,
-    )
-    student = keras_hub.models.BertTextClassifier(backbone, num_classes=teacher.num_classes, preprocessor=None)
-    shared = ["token_embedding", "position_embedding", "segment_embedding", "embeddings_layer_norm", "pooled_dense"]
-    pairs = [(getattr(source, name), getattr(backbone, name)) for name in shared]
-    pairs += list(zip(source.transformer_layers[:layers], backbone.transformer_layers))
-    pairs.append((teacher.output_dense, student.output_dense))
-    for origin, copy in pairs:
-        copy.set_weights(origin.get_weights())
-    return student
-
-
 def main():
     args = _parse()
     import keras
@@ -99,7 +74,7 @@ def main():
     models = {"teacher (MiniLM-L6)": (teacher, teacher_seconds)}
 
     print(f"student alone: {args.student_layers} layers, {args.epochs} epochs", flush=True)
-    alone = compile_classifier(_student_from(teacher, args.student_layers), 5e-5)
+    alone = compile_classifier(distillation.shallow_student(teacher, args.student_layers), 5e-5)
     fit_started = time.perf_counter()
     alone.fit(x_train, y_train, batch_size=32, epochs=args.epochs, verbose=2)
     models["student alone"] = (alone, time.perf_counter() - fit_started)
@@ -115,7 +90,12 @@ def main():
     for name, losses in variants.items():
         print(name, flush=True)
         distiller = distillation.Distiller(
-            teacher, _student_from(teacher, args.student_layers), alpha=0.5, temperature=2.0, cache=True, **losses
+            teacher,
+            distillation.shallow_student(teacher, args.student_layers),
+            alpha=0.5,
+            temperature=2.0,
+            cache=True,
+            **losses,
         )
         distiller.compile(optimizer=keras.optimizers.Adam(5e-5), metrics=["accuracy"])
         fit_started = time.perf_counter()

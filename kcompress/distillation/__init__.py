@@ -13,6 +13,7 @@ from kcompress.distillation.losses import (
     SoftLabelKL,
 )
 from kcompress.distillation.recorder import FeatureRecorder, Record
+from kcompress.distillation.students import shallow_student
 
 __all__ = [
     "AttentionKL",
@@ -29,4 +30,5 @@ __all__ = [
     "TeacherCache",
     "default_losses",
     "example_keys",
+    "shallow_student",
 ]
