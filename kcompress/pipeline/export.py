@@ -1,0 +1,77 @@
+"""The pipeline's last stage: `.tflite`, verification, Edge TPU report, latency, app files."""
+
+import os
+import time
+
+import numpy as np
+
+import tflite_export
+from kcompress._atomic import write_atomic
+from kcompress.pipeline.measure import file_sizes, input_shapes
+from kcompress.quantization import quantization_wrappers
+from tflite_export._runner import Runner
+
+_CALIBRATION_EXAMPLES = 200
+
+
+def _write_text(path, text):
+    write_atomic(path, lambda f: f.write(text.encode("utf-8")))
+
+
+def _app_files(context, directory):
+    """``labels.txt`` and, for WordPiece models, ``vocab.txt``: what an app needs next to the model."""
+    _write_text(os.path.join(directory, "labels.txt"), "\n".join(context.texts.class_names) + "\n")
+    tokenizer = getattr(context.preprocessor, "tokenizer", None)
+    vocabulary = getattr(tokenizer, "get_vocabulary", lambda: None)()
+    if vocabulary:
+        _write_text(os.path.join(directory, "vocab.txt"), "\n".join(vocabulary) + "\n")
+
+
+def run_export(context, model, directory):
+    """Converts, verifies, checks for the Edge TPU and times the model; returns the report row."""
+    started = time.perf_counter()
+    settings = context.config.export
+    data = context.tokens
+    name = f"model_{settings.mode}.tflite"
+    path = os.path.join(directory, name)
+    quantization_aware = bool(quantization_wrappers(model))
+    representative = None
+    if settings.mode in ("int8", "int16x8") and not quantization_aware:
+        representative = {k: v[:_CALIBRATION_EXAMPLES] for k, v in data.x_train.items()}
+    conversion = tflite_export.convert(
+        model,
+        path,
+        mode=settings.mode,
+        representative_data=representative,
+        input_shapes=input_shapes(data.x_test),
+        allow_float_ops=True,
+    )
+    samples = {k: v[: settings.verify_samples] for k, v in data.x_test.items()}
+    verification = tflite_export.verify(model, path, samples)
+    outputs = Runner(path, num_threads=settings.threads).run_batch(data.x_test)
+    logits = next(iter(outputs.values())).value
+    accuracy = float(np.mean(np.argmax(logits, axis=-1) == data.y_test))
+    edgetpu = tflite_export.check_edgetpu(path)
+    _write_text(os.path.join(directory, "edgetpu.txt"), str(edgetpu) + "\n")
+    latency = tflite_export.benchmark(path, threads=settings.threads, runs=settings.runs, warmup=5)
+    _app_files(context, directory)
+    raw, gzipped = file_sizes(directory, [name])
+    return {
+        "stage": "export",
+        "file": name,
+        "mode": settings.mode,
+        "params": int(model.count_params()),
+        "size_mb": raw / 1e6,
+        "gzip_mb": gzipped / 1e6,
+        "accuracy": accuracy,
+        "latency_ms": latency.median_ms,
+        "latency_p90_ms": latency.p90_ms,
+        "latency_kind": f"{settings.mode} .tflite",
+        "agreement_with_keras": verification.agreement,
+        "max_diff_in_steps": verification.max_diff_in_steps,
+        "full_integer": conversion.model.is_full_integer(),
+        "edgetpu_verdict": edgetpu.verdict,
+        "edgetpu_mapped_ops": edgetpu.mapped_ops,
+        "total_ops": edgetpu.total_ops,
+        "seconds": time.perf_counter() - started,
+    }

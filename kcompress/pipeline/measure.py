@@ -1,0 +1,81 @@
+"""Measurements of a stage's model: parameters, file sizes, accuracy, latency."""
+
+import gzip
+import os
+import tempfile
+
+import numpy as np
+
+import tflite_export
+
+
+def file_sizes(directory, names=None):
+    """Raw and gzipped bytes of the files in `directory` (or just `names`).
+
+    Example:
+
+    >>> import pathlib, tempfile
+    >>> folder = pathlib.Path(tempfile.mkdtemp())
+    >>> _ = (folder / "zeros.bin").write_bytes(bytes(10_000))
+    >>> raw, gzipped = file_sizes(folder)
+    >>> raw, gzipped < 200
+    (10000, True)
+    """
+    raw = gzipped = 0
+    for name in sorted(names or os.listdir(directory)):
+        path = os.path.join(directory, name)
+        if not os.path.isfile(path):
+            continue
+        with open(path, "rb") as f:
+            data = f.read()
+        raw += len(data)
+        gzipped += len(gzip.compress(data, compresslevel=6))
+    return raw, gzipped
+
+
+def accuracy(model, x, y, batch_size=64):
+    """Keras test accuracy of a logits model on token arrays."""
+    predictions = model.predict(x, batch_size=batch_size, verbose=0)
+    return float(np.mean(np.argmax(predictions, axis=-1) == np.asarray(y)))
+
+
+def input_shapes(tokens):
+    """Static per-example shapes of the token inputs, for `tflite_export.convert`."""
+    return {name: tuple(value.shape[1:]) for name, value in tokens.items()}
+
+
+def float_latency_ms(model, tokens, threads, runs):
+    """LiteRT median latency of the model converted to float32 (batch 1)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "model.tflite")
+        tflite_export.convert(model, path, mode="float32", input_shapes=input_shapes(tokens))
+        return tflite_export.benchmark(path, threads=threads, runs=runs, warmup=3).median_ms
+
+
+def keras_row(name, model, directory, context, seconds):
+    """The report row of a Keras stage (its saved files are in `directory`)."""
+    raw, gzipped = file_sizes(directory)
+    data = context.tokens
+    settings = context.config.export
+    row = {
+        "stage": name,
+        "params": int(model.count_params()),
+        "size_mb": raw / 1e6,
+        "gzip_mb": gzipped / 1e6,
+        "accuracy": accuracy(model, data.x_test, data.y_test),
+        "latency_ms": None,
+        "seconds": seconds,
+    }
+    if name != "qat":  # A QAT model's latency is the exported int8 file's.
+        row["latency_ms"] = float_latency_ms(model, data.x_test, settings.threads, settings.runs)
+        row["latency_kind"] = "float32 .tflite"
+    return row
+
+
+def row_line(row):
+    """One line summarising a row, for progress output."""
+    latency = "" if row.get("latency_ms") is None else f", {row['latency_ms']:.2f} ms ({row['latency_kind']})"
+    return (
+        f"{row['params'] / 1e6:.2f}M params, {row['size_mb']:.1f} MB ({row['gzip_mb']:.1f} MB gzipped), "
+        f"accuracy {row['accuracy']:.3f}{latency}"
+    )

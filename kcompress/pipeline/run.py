@@ -1,0 +1,202 @@
+"""`run_pipeline`: every stage in order, resumable, into one run folder."""
+
+import contextlib
+import dataclasses
+import json
+import os
+import shutil
+import time
+from pathlib import Path
+
+import keras
+import numpy as np
+
+from kcompress._atomic import write_atomic
+from kcompress._errors import expected_error
+from kcompress.pipeline import measure
+from kcompress.pipeline.data import load_text_data, tokenize
+from kcompress.pipeline.export import run_export
+from kcompress.pipeline.report import write_report
+from kcompress.pipeline.stages import STAGES
+
+_DONE = "stage.json"
+
+
+@dataclasses.dataclass(frozen=True)
+class Tokens:
+    """Token arrays of the train and test texts."""
+
+    x_train: dict
+    y_train: np.ndarray
+    x_test: dict
+    y_test: np.ndarray
+
+
+@dataclasses.dataclass
+class Context:
+    """What the stages share during a run."""
+
+    config: object
+    out: str
+    strategy: object
+    verbose: int
+    texts: object
+    tokens: Tokens = None
+    preprocessor: object = None
+
+    @property
+    def fit_verbose(self):
+        return 2 if self.verbose else 0
+
+    def scope(self):
+        return self.strategy.scope() if self.strategy is not None else contextlib.nullcontext()
+
+    def prepare_tokens(self, model):
+        """Tokenizes the texts once with the model's preprocessor, then detaches it.
+
+        Every stage trains and measures on token ids (the `.tflite` input).
+        """
+        preprocessor = getattr(model, "preprocessor", None)
+        if preprocessor is None:
+            raise expected_error(
+                "a keras-hub text classifier saved with its preprocessor (to tokenize the texts)",
+                model=self.config.model,
+            )
+        texts = self.texts
+        self.preprocessor = preprocessor
+        self.tokens = Tokens(
+            tokenize(preprocessor, texts.train.texts),
+            np.asarray(texts.train.labels),
+            tokenize(preprocessor, texts.test.texts),
+            np.asarray(texts.test.labels),
+        )
+        model.preprocessor = None
+
+
+@dataclasses.dataclass(frozen=True)
+class PipelineResult:
+    """What a run produced.
+
+    Attributes:
+        out: The run folder.
+        rows: One dict of measurements per stage.
+        table: The report table (Markdown).
+        tflite_path: The exported `.tflite`.
+        report_md: ``report.md``.
+        report_png: ``report.png``.
+        resumed: Names of the stages loaded from an earlier run.
+    """
+
+    out: str
+    rows: list
+    table: str
+    tflite_path: str
+    report_md: str
+    report_png: str
+    resumed: tuple
+
+
+def run_pipeline(config, out, *, strategy=None, verbose=1):
+    """Runs teacher -> distill -> prune -> QAT -> int8 export into `out`.
+
+    Each stage writes its model to ``out/NN_<stage>/`` through a temporary
+    folder renamed when complete, with a ``stage.json`` holding its
+    measurements and a fingerprint of the settings it depends on. Running
+    again with the same settings loads finished stages instead of redoing
+    them, so an interrupted run resumes where it stopped; changing a
+    stage's settings reruns it and every later stage. Stages with
+    ``skip=True`` pass their input through.
+
+    Args:
+        config: A `PipelineConfig`.
+        out: Run folder (created if needed).
+        strategy: Optional `tf.distribute.Strategy` for model building and
+            training.
+        verbose: 0 for silence, 1 for stage lines and Keras progress.
+
+    Returns:
+        A `PipelineResult`.
+    """
+    out = os.fspath(out)
+    if os.path.exists(out) and not os.path.isdir(out):
+        raise expected_error("an output folder, not a file", out=out)
+    os.makedirs(out, exist_ok=True)
+    say = print if verbose else (lambda *a, **k: None)
+    context = Context(config, out, strategy, verbose, texts=load_text_data(config))
+    say(
+        f"kcompress pipeline -> {out}: {len(context.texts.train):,} training and {len(context.texts.test):,} "
+        "test texts",
+        flush=True,
+    )
+    rows, resumed = [], []
+    model = None
+    active = [stage for stage in STAGES if not getattr(config, stage.name).skip or stage.name == "teacher"]
+    total = len(active) + 1
+    for number, stage in enumerate(active, start=1):
+        directory = os.path.join(out, f"{number:02d}_{stage.name}")
+        fingerprint = config.fingerprint(*stage.sections)
+        done = _read_done(directory, fingerprint)
+        started = time.perf_counter()
+        if done is not None:
+            say(f"[{number}/{total}] {stage.name}: done in an earlier run, loading {directory}", flush=True)
+            model = stage.load(directory, context, model)
+            row = done["row"]
+            resumed.append(stage.name)
+        else:
+            say(f"[{number}/{total}] {stage.name}", flush=True)
+            keras.utils.set_random_seed(config.seed + number)
+            model = stage.run(context, model)
+        if done is None:
+            row = _finish(stage, model, context, directory, fingerprint, time.perf_counter() - started)
+        rows.append(row)
+        say(f"    {measure.row_line(row)}", flush=True)
+
+    directory = os.path.join(out, f"{total:02d}_export")
+    fingerprint = config.fingerprint("teacher", "distill", "prune", "qat", "export")
+    done = _read_done(directory, fingerprint)
+    if done is not None:
+        say(f"[{total}/{total}] export: done in an earlier run ({directory})", flush=True)
+        row = done["row"]
+        resumed.append("export")
+    else:
+        say(f"[{total}/{total}] export ({config.export.mode} .tflite, verify, Edge TPU, latency)", flush=True)
+        row = _in_stage_folder(directory, fingerprint, lambda tmp: run_export(context, model, tmp))
+    rows.append(row)
+    say(f"    {measure.row_line(row)}", flush=True)
+    tflite_path = os.path.join(directory, row["file"])
+    report_md, report_png, table = write_report(out, config, rows, tflite_path)
+    return PipelineResult(out, rows, table, tflite_path, report_md, report_png, tuple(resumed))
+
+
+def _finish(stage, model, context, directory, fingerprint, seconds):
+    def write(tmp):
+        stage.save(model, tmp, context)
+        return measure.keras_row(stage.name, model, tmp, context, seconds)
+
+    return _in_stage_folder(directory, fingerprint, write)
+
+
+def _in_stage_folder(directory, fingerprint, produce):
+    """Runs ``produce(tmp) -> row`` in a temporary folder, then renames it to `directory`."""
+    parent, name = os.path.split(directory)
+    tmp = os.path.join(parent, f".{name}.partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    os.makedirs(tmp)
+    row = produce(tmp)
+    text = json.dumps({"fingerprint": fingerprint, "row": row}, indent=2, default=float)
+    write_atomic(os.path.join(tmp, _DONE), lambda f: f.write(text.encode()))
+    if os.path.exists(directory):
+        stale = os.path.join(parent, f".{name}.stale")
+        shutil.rmtree(stale, ignore_errors=True)
+        os.replace(directory, stale)
+        shutil.rmtree(stale, ignore_errors=True)
+    os.replace(tmp, directory)
+    return row
+
+
+def _read_done(directory, fingerprint):
+    path = Path(directory) / _DONE
+    if not path.is_file():
+        return None
+    done = json.loads(path.read_text(encoding="utf-8"))
+    return done if done.get("fingerprint") == fingerprint else None

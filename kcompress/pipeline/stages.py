@@ -1,0 +1,191 @@
+"""The pipeline's stages: teacher -> distill -> prune -> QAT -> export.
+
+Each stage is a `Stage`: how it runs (from the previous stage's model), how
+its model is saved to and loaded from its folder (so an interrupted run
+resumes), and which config sections decide its result.
+"""
+
+import dataclasses
+import os
+
+import keras
+import numpy as np
+
+from kcompress import distillation, pruning, quantization
+from kcompress.data import load_minilm_classifier
+
+
+@dataclasses.dataclass(frozen=True)
+class Stage:
+    """One step of the pipeline.
+
+    Attributes:
+        name: Folder and report name.
+        sections: Config sections this stage's result depends on, with the
+            earlier stages' (changing one reruns this stage).
+        run: ``run(context, model) -> model``.
+        save: ``save(model, directory, context)``.
+        load: ``load(directory, context, previous_model) -> model``.
+    """
+
+    name: str
+    sections: tuple
+    run: object
+    save: object
+    load: object
+
+
+def _save_keras(model, directory, context):
+    model.save(os.path.join(directory, "model.keras"))
+
+
+def _save_teacher(model, directory, context):
+    """Saves the teacher with its preprocessor, so a resumed run can tokenize again."""
+    model.preprocessor = context.preprocessor
+    try:
+        _save_keras(model, directory, context)
+    finally:
+        model.preprocessor = None
+
+
+def _load_teacher(directory, context, previous):
+    model = _load_keras(directory, context, previous)
+    context.prepare_tokens(model)
+    return model
+
+
+def _load_keras(directory, context, previous):
+    with context.scope():
+        return keras.models.load_model(os.path.join(directory, "model.keras"))
+
+
+def _compile(model, learning_rate):
+    model.compile(
+        optimizer=keras.optimizers.Adam(learning_rate),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        metrics=["accuracy"],
+    )
+    return model
+
+
+def _fit(context, model, settings, **kwargs):
+    data = context.tokens
+    return model.fit(
+        data.x_train,
+        data.y_train,
+        batch_size=settings.batch_size,
+        epochs=settings.epochs,
+        verbose=context.fit_verbose,
+        **kwargs,
+    )
+
+
+def run_teacher(context, model):
+    """Loads the starting model, tokenizes the texts with it, and fine-tunes it on them."""
+    config = context.config
+    with context.scope():
+        if config.model == "minilm":
+            model = load_minilm_classifier(num_classes=config.num_classes, sequence_length=config.sequence_length)
+        else:
+            model = keras.models.load_model(config.model)
+    context.prepare_tokens(model)  # Detaches the preprocessor: every stage trains on token ids.
+    if config.teacher.epochs:
+        with context.scope():
+            _compile(model, config.teacher.learning_rate)
+        _fit(context, model, config.teacher)
+    return model
+
+
+def run_distill(context, teacher):
+    """Distils the teacher into a shallower copy of itself, with a teacher cache on disk."""
+    settings = context.config.distill
+    with context.scope():
+        student = distillation.shallow_student(teacher, settings.student_layers)
+        distiller = distillation.Distiller(
+            teacher,
+            student,
+            alpha=settings.alpha,
+            temperature=settings.temperature,
+            hidden="uniform" if settings.hidden else None,
+            attention="uniform" if settings.attention else None,
+            cache=distillation.TeacherCache(os.path.join(context.out, "teacher_cache"), storage_dtype="float16"),
+        )
+        distiller.compile(optimizer=keras.optimizers.Adam(settings.learning_rate), metrics=["accuracy"])
+    if settings.epochs:
+        _fit(context, distiller, settings)
+    return distiller.student
+
+
+def run_prune(context, model):
+    """Prunes (unstructured magnitude, or whole heads and FFN neurons) and fine-tunes."""
+    return PRUNERS[context.config.prune.kind](context, model)
+
+
+def _prune_unstructured(context, model):
+    settings = context.config.prune
+    steps = max(1, int(np.ceil(len(context.tokens.y_train) / settings.batch_size)) * max(1, settings.epochs))
+    schedule = pruning.PolynomialDecay(
+        initial_sparsity=0.0,
+        final_sparsity=settings.sparsity,
+        begin_step=0,
+        end_step=max(1, int(steps * 0.8)),
+        frequency=max(1, steps // 10),
+    )
+    with context.scope():
+        pruned = _compile(pruning.prune_low_magnitude(model, schedule), settings.learning_rate)
+    if settings.epochs:
+        _fit(context, pruned, settings, callbacks=[pruning.UpdatePruningStep()])
+    with context.scope():
+        return pruning.strip_pruning(pruned)
+
+
+def _prune_structured(context, model):
+    from kcompress import structured
+
+    settings = context.config.prune
+    data = context.tokens
+    importance = ({k: v[:256] for k, v in data.x_train.items()}, data.y_train[:256])
+    with context.scope():
+        pruned = structured.prune_transformer(model, heads=settings.heads, ffn=settings.ffn, importance_data=importance)
+        _compile(pruned, settings.learning_rate)
+    if settings.epochs:
+        _fit(context, pruned, settings)
+    return pruned
+
+
+PRUNERS = {"unstructured": _prune_unstructured, "structured": _prune_structured}
+
+
+def run_qat(context, model):
+    """Quantization-aware fine-tuning (ranges calibrated first)."""
+    settings = context.config.qat
+    data = context.tokens
+    with context.scope():
+        qat = quantization.quantize_model(model)
+        calibration = {k: v[: settings.calibration_batches * settings.batch_size] for k, v in data.x_train.items()}
+        quantization.calibrate(qat, calibration)
+        _compile(qat, settings.learning_rate)
+    if settings.epochs:
+        _fit(context, qat, settings)
+    return qat
+
+
+def _save_qat(model, directory, context):
+    # keras-hub models rebuild their own layers from their config, so a QAT
+    # copy is saved as weights and rebuilt from the previous stage's model.
+    model.save_weights(os.path.join(directory, "model.weights.h5"))
+
+
+def _load_qat(directory, context, previous):
+    with context.scope():
+        model = quantization.quantize_model(previous)
+    model.load_weights(os.path.join(directory, "model.weights.h5"))
+    return model
+
+
+STAGES = (
+    Stage("teacher", ("teacher",), run_teacher, _save_teacher, _load_teacher),
+    Stage("distill", ("teacher", "distill"), run_distill, _save_keras, _load_keras),
+    Stage("prune", ("teacher", "distill", "prune"), run_prune, _save_keras, _load_keras),
+    Stage("qat", ("teacher", "distill", "prune", "qat"), run_qat, _save_qat, _load_qat),
+)

@@ -1,0 +1,111 @@
+import dataclasses
+import json
+import os
+
+import numpy as np
+import pytest
+
+from kcompress.pipeline import PruneStage, run_pipeline
+from tests.pipeline.conftest import tiny_config
+
+STAGE_FOLDERS = ["01_teacher", "02_distill", "03_prune", "04_qat", "05_export"]
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("pipeline")
+    config = tiny_config(tmp)
+    return config, run_pipeline(config, tmp / "run", verbose=0)
+
+
+def test_every_stage_writes_its_folder_and_the_report(finished):
+    config, result = finished
+    out = result.out
+    assert [row["stage"] for row in result.rows] == ["teacher", "distill", "prune", "qat", "export"]
+    assert STAGE_FOLDERS == sorted(name for name in os.listdir(out) if name[:2].isdigit())
+    assert not [name for name in os.listdir(out) if name.endswith((".partial", ".stale"))]
+    export = result.rows[-1]
+    assert export["full_integer"] and export["mode"] == "int8"
+    assert os.path.isfile(result.tflite_path) and result.tflite_path.endswith("model_int8.tflite")
+    assert open(os.path.join(out, "05_export", "labels.txt")).read().split() == ["fresh", "rotten"]
+    assert "[CLS]" in open(os.path.join(out, "05_export", "vocab.txt")).read().split()
+    assert "Edge TPU" in open(os.path.join(out, "05_export", "edgetpu.txt")).read()
+    with open(result.report_png, "rb") as f:
+        assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+    report = open(result.report_md).read()
+    assert result.table in report and "| distill |" in report
+    assert json.load(open(os.path.join(out, "report.json")))["rows"][0]["stage"] == "teacher"
+
+
+def test_measurements_are_consistent(finished):
+    _, result = finished
+    teacher, distill, prune, qat, export = result.rows
+    assert distill["params"] < teacher["params"]  # One layer of two.
+    assert prune["params"] == distill["params"]
+    for row in result.rows:
+        assert 0.0 <= row["accuracy"] <= 1.0 and row["size_mb"] > 0 and row["gzip_mb"] <= row["size_mb"]
+    assert qat["latency_ms"] is None and export["latency_ms"] > 0
+    assert export["agreement_with_keras"] >= 0.8
+
+
+def test_pruned_stage_holds_the_sparsity(finished):
+    import keras
+
+    _, result = finished
+    model = keras.models.load_model(os.path.join(result.out, "03_prune", "model.keras"))
+    kernel = model.backbone.transformer_layers[0]._feedforward_intermediate_dense.kernel
+    np.testing.assert_allclose(np.mean(np.asarray(kernel) == 0), 0.5, atol=0.05)
+
+
+def test_a_second_run_resumes_everything_without_rewriting(finished):
+    config, result = finished
+    stamps = {name: os.stat(os.path.join(result.out, name, "stage.json")).st_mtime_ns for name in STAGE_FOLDERS}
+    again = run_pipeline(config, result.out, verbose=0)
+    assert again.resumed == ("teacher", "distill", "prune", "qat", "export")
+    assert again.rows == result.rows
+    for name, stamp in stamps.items():
+        assert os.stat(os.path.join(result.out, name, "stage.json")).st_mtime_ns == stamp
+
+
+def test_changed_settings_rerun_that_stage_and_later_ones(finished, capsys):
+    config, result = finished
+    changed = dataclasses.replace(config, prune=dataclasses.replace(config.prune, sparsity=0.75))
+    again = run_pipeline(changed, result.out, verbose=1)
+    assert again.resumed == ("teacher", "distill")
+    assert "[3/5] prune\n" in capsys.readouterr().out
+    run_pipeline(config, result.out, verbose=0)  # Back to the module's settings for other tests.
+
+
+def test_skipped_stages_pass_the_model_through(tmp_path):
+    config = tiny_config(tmp_path)
+    config = dataclasses.replace(
+        config,
+        distill=dataclasses.replace(config.distill, skip=True),
+        prune=PruneStage(skip=True),
+        qat=dataclasses.replace(config.qat, skip=True),
+    )
+    result = run_pipeline(config, tmp_path / "run", verbose=0)
+    assert [row["stage"] for row in result.rows] == ["teacher", "export"]
+    assert sorted(n for n in os.listdir(result.out) if n[:2].isdigit()) == ["01_teacher", "02_export"]
+    export = result.rows[-1]
+    # Post-training int8 calibrated on training texts; without QAT some ops stay float.
+    assert export["mode"] == "int8" and export["agreement_with_keras"] > 0
+
+
+def test_output_must_be_a_folder(tmp_path):
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(ValueError, match="Expected an output folder, not a file"):
+        run_pipeline(tiny_config(tmp_path), tmp_path / "file")
+
+
+def test_model_without_preprocessor_is_refused(tmp_path):
+    import keras_hub
+
+    backbone = keras_hub.models.BertBackbone(
+        vocabulary_size=20, num_layers=1, num_heads=2, hidden_dim=8, intermediate_dim=16, max_sequence_length=8
+    )
+    path = tmp_path / "bare.keras"
+    keras_hub.models.BertTextClassifier(backbone, num_classes=2, preprocessor=None).save(path)
+    config = dataclasses.replace(tiny_config(tmp_path), model=str(path))
+    with pytest.raises(ValueError, match="Expected a keras-hub text classifier saved with its preprocessor"):
+        run_pipeline(config, tmp_path / "run", verbose=0)
