@@ -14,6 +14,9 @@ import numpy as np
 from kcompress import distillation, pruning, quantization
 from kcompress.data import load_minilm_classifier
 
+# Batches of training data that score heads and FFN neurons for structured pruning.
+_IMPORTANCE_BATCHES = 4
+
 
 @dataclasses.dataclass(frozen=True)
 class Stage:
@@ -144,9 +147,20 @@ def _prune_structured(context, model):
 
     settings = context.config.prune
     data = context.tokens
-    importance = ({k: v[:256] for k, v in data.x_train.items()}, data.y_train[:256])
+    batch_size = min(settings.batch_size, len(data.y_train))
+    batches = max(1, min(_IMPORTANCE_BATCHES, len(data.y_train) // batch_size))
+    examples = batches * batch_size
+    importance = ({k: v[:examples] for k, v in data.x_train.items()}, data.y_train[:examples])
     with context.scope():
-        pruned = structured.prune_transformer(model, heads=settings.heads, ffn=settings.ffn, importance_data=importance)
+        pruned = structured.prune_transformer(
+            model,
+            heads=settings.heads,
+            ffn=settings.ffn,
+            importance_data=importance,
+            batches=batches,
+            batch_size=batch_size,
+            verbose=context.verbose,
+        )
         _compile(pruned, settings.learning_rate)
     if settings.epochs:
         _fit(context, pruned, settings)

@@ -109,3 +109,13 @@ def test_model_without_preprocessor_is_refused(tmp_path):
     config = dataclasses.replace(tiny_config(tmp_path), model=str(path))
     with pytest.raises(ValueError, match="Expected a keras-hub text classifier saved with its preprocessor"):
         run_pipeline(config, tmp_path / "run", verbose=0)
+
+
+def test_structured_pruning_stage_shrinks_the_student(tmp_path):
+    config = tiny_config(tmp_path, prune=PruneStage(kind="structured", heads=0.5, ffn=0.5, epochs=1, batch_size=16))
+    result = run_pipeline(config, tmp_path / "run", verbose=0)
+    _, distill, prune, qat, export = result.rows
+    assert prune["params"] < distill["params"]
+    assert export["full_integer"] and os.path.isfile(result.tflite_path)
+    again = run_pipeline(config, tmp_path / "run", verbose=0)  # The shrunk model reloads for resuming.
+    assert again.resumed == ("teacher", "distill", "prune", "qat", "export")
