@@ -1,15 +1,24 @@
-"""What the MiniLM benchmarks share: tokens, a fine-tuned MiniLM, `.tflite` accuracy."""
+"""What the MiniLM benchmarks share: flags, tokens, a fine-tuned MiniLM, `.tflite` accuracy."""
 
+import argparse
 import time
 
-import keras
 import numpy as np
 
+from kcompress.pipeline import tokenize as tokens  # noqa: F401 (the benchmarks' name for it)
+from kcompress.pipeline.stages import compile_classifier  # noqa: F401
 
-def tokens(preprocessor, texts, batch=256):
-    """Preprocesses texts into int32 ``token_ids``/``segment_ids``/``padding_mask`` arrays."""
-    batches = [preprocessor(list(texts[i : i + batch])) for i in range(0, len(texts), batch)]
-    return {k: np.concatenate([np.asarray(b[k]) for b in batches]).astype("int32") for k in batches[0]}
+
+def parser(doc, *, sequence_length, train_size=4000, test_size=1280, runs=100):
+    """The flags every MiniLM benchmark has; scripts add their own."""
+    result = argparse.ArgumentParser(description=doc.splitlines()[0])
+    result.add_argument("--train-size", type=int, default=train_size)
+    result.add_argument("--test-size", type=int, default=test_size)
+    result.add_argument("--sequence-length", type=int, default=sequence_length)
+    result.add_argument("--runs", type=int, default=runs, help="timed LiteRT invocations per model")
+    result.add_argument("--threads", type=int, default=2)
+    result.add_argument("--quick", action="store_true", help="a smoke run with tiny sizes; writes nothing")
+    return result
 
 
 def fine_tuned_minilm(train, sequence_length, epochs=1, batch_size=32):
@@ -35,13 +44,3 @@ def tflite_accuracy(path, x, labels, threads):
     outputs = Runner(path, num_threads=threads).run_batch(x)
     logits = next(iter(outputs.values())).value
     return float(np.mean(np.argmax(logits, axis=-1) == labels))
-
-
-def compile_classifier(model, learning_rate):
-    """Adam + sparse cross-entropy on logits + accuracy, as keras-hub compiles tasks."""
-    model.compile(
-        optimizer=keras.optimizers.Adam(learning_rate),
-        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-        metrics=["accuracy"],
-    )
-    return model

@@ -21,7 +21,6 @@ latency. Writes ``benchmarks/results/distill_minilm.json`` and ``.md``.
 Run: ``python benchmarks/distill_minilm.py`` (about 12 minutes on 2 cores).
 """
 
-import argparse
 import os
 import sys
 import tempfile
@@ -37,15 +36,11 @@ TARGET_SPEEDUP = 3.0
 
 
 def _parse():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--train-size", type=int, default=4000)
-    parser.add_argument("--test-size", type=int, default=1280)
-    parser.add_argument("--sequence-length", type=int, default=48)
+    from _minilm import parser as minilm_parser
+
+    parser = minilm_parser(__doc__, sequence_length=48)
     parser.add_argument("--student-layers", type=int, default=2)
     parser.add_argument("--epochs", type=int, default=3, help="student epochs (every row)")
-    parser.add_argument("--runs", type=int, default=100, help="timed LiteRT invocations per model")
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--quick", action="store_true")
     args = parser.parse_args()
     if args.quick:
         args.train_size, args.test_size, args.epochs, args.runs = 64, 64, 1, 5

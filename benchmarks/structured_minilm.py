@@ -28,7 +28,6 @@ Run: ``python benchmarks/structured_minilm.py [--train-size 4000] [--tune-size 3
 (roughly 15-20 minutes on 2 cores). ``--quick`` is a smoke run that writes nothing.
 """
 
-import argparse
 import dataclasses
 import gzip
 import os
@@ -46,16 +45,12 @@ TARGET_ACCURACY_DROP = 0.015
 
 
 def _parse():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--train-size", type=int, default=4000, help="snippets for the dense fine-tuning")
+    from _minilm import parser as minilm_parser
+
+    parser = minilm_parser(__doc__, sequence_length=64)
     parser.add_argument("--tune-size", type=int, default=3000, help="snippets for every row's fine-tuning")
-    parser.add_argument("--test-size", type=int, default=1280)
-    parser.add_argument("--sequence-length", type=int, default=64)
     parser.add_argument("--learning-rate", type=float, default=5e-5, help="fine-tuning after pruning")
     parser.add_argument("--importance-batches", type=int, default=8, help="batches of 32 for Taylor scores")
-    parser.add_argument("--runs", type=int, default=100, help="timed invocations per .tflite")
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--quick", action="store_true")
     args = parser.parse_args()
     if args.quick:
         args.train_size, args.tune_size, args.test_size, args.runs = 64, 64, 64, 5

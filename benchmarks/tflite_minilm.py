@@ -18,7 +18,6 @@ Run: ``python benchmarks/tflite_minilm.py [--train-size 4000] [--test-size 1280]
 (about 10 minutes on 2 cores). ``--quick`` is a smoke run.
 """
 
-import argparse
 import os
 import sys
 import tempfile
@@ -31,14 +30,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 
 def _parse():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--train-size", type=int, default=4000)
+    from _minilm import parser as minilm_parser
+
+    parser = minilm_parser(__doc__, sequence_length=64)
     parser.add_argument("--qat-size", type=int, default=2000)
-    parser.add_argument("--test-size", type=int, default=1280)
-    parser.add_argument("--sequence-length", type=int, default=64)
-    parser.add_argument("--runs", type=int, default=100, help="timed invocations per model")
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--quick", action="store_true")
     args = parser.parse_args()
     if args.quick:
         args.train_size, args.qat_size, args.test_size, args.runs = 64, 64, 64, 5

@@ -62,7 +62,8 @@ def _load_keras(directory, context, previous):
         return keras.models.load_model(os.path.join(directory, "model.keras"))
 
 
-def _compile(model, learning_rate):
+def compile_classifier(model, learning_rate):
+    """Adam + sparse cross-entropy on logits + accuracy (how keras-hub compiles a classifier)."""
     model.compile(
         optimizer=keras.optimizers.Adam(learning_rate),
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
@@ -94,7 +95,7 @@ def run_teacher(context, model):
     context.prepare_tokens(model)  # Detaches the preprocessor: every stage trains on token ids.
     if config.teacher.epochs:
         with context.scope():
-            _compile(model, config.teacher.learning_rate)
+            compile_classifier(model, config.teacher.learning_rate)
         _fit(context, model, config.teacher)
     return model
 
@@ -135,7 +136,7 @@ def _prune_unstructured(context, model):
         frequency=max(1, steps // 10),
     )
     with context.scope():
-        pruned = _compile(pruning.prune_low_magnitude(model, schedule), settings.learning_rate)
+        pruned = compile_classifier(pruning.prune_low_magnitude(model, schedule), settings.learning_rate)
     if settings.epochs:
         _fit(context, pruned, settings, callbacks=[pruning.UpdatePruningStep()])
     with context.scope():
@@ -161,7 +162,7 @@ def _prune_structured(context, model):
             batch_size=batch_size,
             verbose=context.verbose,
         )
-        _compile(pruned, settings.learning_rate)
+        compile_classifier(pruned, settings.learning_rate)
     if settings.epochs:
         _fit(context, pruned, settings)
     return pruned
@@ -178,7 +179,7 @@ def run_qat(context, model):
         qat = quantization.quantize_model(model)
         calibration = {k: v[: settings.calibration_batches * settings.batch_size] for k, v in data.x_train.items()}
         quantization.calibrate(qat, calibration)
-        _compile(qat, settings.learning_rate)
+        compile_classifier(qat, settings.learning_rate)
     if settings.epochs:
         _fit(context, qat, settings)
     return qat
