@@ -1,6 +1,7 @@
 """`Distiller`: train a small student from a frozen teacher inside `fit`."""
 
 import threading
+import time
 
 import keras
 import tensorflow as tf
@@ -299,7 +300,7 @@ class Distiller(keras.Model):
                 input arrays (or a dict of arrays).
             batch_size: Batch size for arrays (default 32).
             steps: Number of batches to take from an infinite dataset.
-            verbose: 0 hides the progress bar.
+            verbose: 0 is silent, 1 shows a progress bar, 2 one line at the end.
 
         Returns:
             Number of examples added.
@@ -309,7 +310,14 @@ class Distiller(keras.Model):
         batches, total = _input_batches(x, batch_size or _CACHE_BATCH_SIZE, steps)
         forward = tf.function(lambda inputs: (example_keys(inputs), self._teacher_forward(inputs)))
         signature = teacher_signature(self.teacher, self._teacher_keys)
-        added = self.cache.fill(forward, batches, signature, total=total, verbose=verbose)
+        started = time.perf_counter()
+        added = self.cache.fill(forward, batches, signature, total=total, verbose=1 if verbose == 1 else 0)
+        if verbose == 2:
+            print(
+                f"Teacher cache: {added:,} new examples in {time.perf_counter() - started:.1f} s "
+                f"({self.cache.size:,} cached, {self.cache.nbytes / 1e6:.1f} MB)",
+                flush=True,
+            )
         if added:
             # Traced steps hold the previous lookup table.
             self.train_function = self.test_function = None
@@ -319,7 +327,9 @@ class Distiller(keras.Model):
         """`keras.Model.fit`, filling the teacher cache first when there is one."""
         if self.cache is not None and x is not None:
             data = x if y is None else (x, y)
-            self.cache_teacher(data, batch_size, kwargs.get("steps_per_epoch"), verbose=0 if verbose == 0 else 1)
+            self.cache_teacher(
+                data, batch_size, kwargs.get("steps_per_epoch"), verbose=1 if verbose == "auto" else verbose
+            )
         return super().fit(x, y, batch_size=batch_size, epochs=epochs, verbose=verbose, **kwargs)
 
     def get_config(self):

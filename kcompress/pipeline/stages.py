@@ -39,27 +39,26 @@ class Stage:
 
 
 def _save_keras(model, directory, context):
-    model.save(os.path.join(directory, "model.keras"))
-
-
-def _save_teacher(model, directory, context):
-    """Saves the teacher with its preprocessor, so a resumed run can tokenize again."""
+    """Saves the model with the run's preprocessor, so the file also takes raw texts."""
     model.preprocessor = context.preprocessor
     try:
-        _save_keras(model, directory, context)
+        model.save(os.path.join(directory, "model.keras"))
     finally:
         model.preprocessor = None
 
 
-def _load_teacher(directory, context, previous):
-    model = _load_keras(directory, context, previous)
-    context.prepare_tokens(model)
+def _load_keras(directory, context, previous):
+    with context.scope():
+        model = keras.models.load_model(os.path.join(directory, "model.keras"))
+    model.preprocessor = None  # Stages train and measure on token ids.
     return model
 
 
-def _load_keras(directory, context, previous):
+def _load_teacher(directory, context, previous):
     with context.scope():
-        return keras.models.load_model(os.path.join(directory, "model.keras"))
+        model = keras.models.load_model(os.path.join(directory, "model.keras"))
+    context.prepare_tokens(model)
+    return model
 
 
 def compile_classifier(model, learning_rate):
@@ -199,7 +198,7 @@ def _load_qat(directory, context, previous):
 
 
 STAGES = (
-    Stage("teacher", ("teacher",), run_teacher, _save_teacher, _load_teacher),
+    Stage("teacher", ("teacher",), run_teacher, _save_keras, _load_teacher),
     Stage("distill", ("teacher", "distill"), run_distill, _save_keras, _load_keras),
     Stage("prune", ("teacher", "distill", "prune"), run_prune, _save_keras, _load_keras),
     Stage("qat", ("teacher", "distill", "prune", "qat"), run_qat, _save_qat, _load_qat),

@@ -1,0 +1,60 @@
+"""``kcompress compress``: the pipeline on your model, with settings from a config file."""
+
+import dataclasses
+import os
+
+from kcompress._errors import expected_error
+from kcompress.cli import _flags, _paths, _pipeline
+from kcompress.cli._command import Command
+from kcompress.cli._errors import UsageError, one_line
+
+_CONFIG_SUFFIXES = (".json", ".yaml", ".yml")
+
+
+def _define(flag_values):
+    _flags.define_string(
+        flag_values,
+        "model",
+        None,
+        "A .keras text classifier to compress (keras-hub, saved with its preprocessor). Overrides the config's "
+        "`model`. Default: the config's `model`.",
+    )
+    _flags.define_string(flag_values, "config", None, "Pipeline settings, a .json or .yaml file (PipelineConfig).")
+    _flags.define_string(
+        flag_values, "out", None, "Run folder: models, report.md, report.png. An interrupted run resumes from it."
+    )
+
+
+def _execute(args, positional):
+    model = _paths.existing_file("--model", args.model, suffixes=(".keras",)) if args.model else None
+    config_path = _paths.existing_file("--config", args.config, suffixes=_CONFIG_SUFFIXES)
+    out = _paths.output_dir("--out", args.out)
+    pipeline = _pipeline.load()
+    try:
+        config = pipeline.PipelineConfig.from_file(config_path)
+    except ValueError as error:  # The config's own "Expected ..." message, e.g. a bad sparsity.
+        raise UsageError(f"--config {config_path}: {one_line(error)}") from None
+    except Exception as error:  # Whatever else stops the file from loading is a bad --config too.
+        raise UsageError(
+            f"{expected_error('--config to be a valid pipeline config', **{'--config': config_path})}"
+            f" ({type(error).__name__}: {one_line(error)})"
+        ) from None
+    if model is not None:
+        config = dataclasses.replace(config, model=model)
+    os.makedirs(out, exist_ok=True)
+    _pipeline.show(pipeline.run_pipeline(config, out, verbose=1))
+
+
+COMMAND = Command(
+    name="compress",
+    summary="Run the pipeline (distill, prune, QAT, int8 export, verify) on a model with a config file.",
+    description=(
+        "Runs kcompress.pipeline on a model: the stages and their settings come from --config (see "
+        "kcompress.pipeline.PipelineConfig); each stage writes its output to --out, so an interrupted run resumes "
+        "where it stopped. Prints the report table and the paths of the .tflite, report.md and report.png."
+    ),
+    define=_define,
+    execute=_execute,
+    required=("config", "out"),
+    examples=("kcompress compress --model m.keras --config c.json --out run/",),
+)
