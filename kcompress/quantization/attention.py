@@ -3,6 +3,7 @@
 import keras
 from keras import ops
 
+from kcompress.clustering import tying
 from kcompress.quantization import fake_quant
 from kcompress.quantization.base import QuantizeBase
 from kcompress.quantization.kernel import input_axes
@@ -47,13 +48,22 @@ class QuantizeAttention(QuantizeBase):
     (1, 3, 8)
     """
 
-    def __init__(self, layer, config=None, keep_zeros=None, **kwargs):
+    def __init__(self, layer, config=None, keep_zeros=None, tied_clusters=None, **kwargs):
         super().__init__(layer, config, **kwargs)
         if keep_zeros is None:
             keep_zeros = []
             if self.config.preserve_sparsity and layer.built:
                 keep_zeros = [n for n in _PROJECTIONS if bool(ops.any(ops.equal(getattr(layer, n).kernel.value, 0)))]
         self.keep_zeros = list(keep_zeros)
+        if tied_clusters is None:
+            # Cluster-preserving QAT: projections with few distinct values keep them tied.
+            tied_clusters = {}
+            if self.config.preserve_clusters and layer.built:
+                for name in _PROJECTIONS:
+                    ties = tying.find_ties(ops.convert_to_numpy(getattr(layer, name).kernel))
+                    if ties:
+                        tied_clusters[name] = ties[0]
+        self.tied_clusters = {name: int(count) for name, count in tied_clusters.items()}
         for role in ("input", "input_value", "input_key", "query", "key", "value", "scores", "context", "output"):
             self._quantizer(role)
         self._quantizer("probabilities", fixed_range=SOFTMAX_RANGE)
@@ -77,10 +87,25 @@ class QuantizeAttention(QuantizeBase):
         self._masks = {}
         for name in self.keep_zeros:
             kernel = getattr(self.layer, name).kernel
-            mask = self.add_weight(name=f"{name.strip('_')}_sparsity_mask", shape=kernel.shape, initializer="ones",
-                                   trainable=False)
+            mask = self.add_weight(
+                name=f"{name.strip('_')}_sparsity_mask", shape=kernel.shape, initializer="ones", trainable=False
+            )
             mask.assign(ops.cast(ops.not_equal(kernel.value, 0.0), mask.dtype))
             self._masks[name] = mask
+        self._assignments = {}
+        for name, count in self.tied_clusters.items():
+            kernel = getattr(self.layer, name).kernel
+            assignments = self.add_weight(
+                name=f"{name.strip('_')}_cluster_assignments",
+                shape=kernel.shape,
+                dtype="int32",
+                initializer="zeros",
+                trainable=False,
+            )
+            ties = tying.find_ties(ops.convert_to_numpy(kernel), count)
+            if ties:
+                assignments.assign(ties[1])
+            self._assignments[name] = assignments
 
     def quantized_weights(self):
         pairs = []
@@ -88,6 +113,8 @@ class QuantizeAttention(QuantizeBase):
             projection = getattr(self.layer, name)
             kernel = projection.kernel
             value = kernel.value
+            if name in self._assignments:
+                value = tying.tie(value, self._assignments[name].value, self.tied_clusters[name])
             if name in self._masks:
                 value = value * self._masks[name].value
             axes = input_axes(projection) if self.config.per_channel else None
@@ -97,6 +124,7 @@ class QuantizeAttention(QuantizeBase):
     def get_config(self):
         config = super().get_config()
         config["keep_zeros"] = self.keep_zeros
+        config["tied_clusters"] = self.tied_clusters
         return config
 
     def _attend(self, query, key, value, attention_mask=None, training=None, return_attention_scores=False, **kw):

@@ -111,3 +111,23 @@ def test_pruned_clustered_qat_keeps_zeros_and_clusters():
         kernel = layer.kernel.numpy()
         assert (kernel[zero] == 0).all()
         assert max(len(np.unique(kernel[:, c])) for c in range(kernel.shape[1])) <= K
+
+
+def test_bert_attention_projections_stay_clustered_through_qat():
+    from kcompress.quantization import QuantizeAttention
+    from tests.helpers import tiny_bert_classifier
+
+    model = tiny_bert_classifier()
+    x, y = data_for(model, n=16)
+    clustered = clustering.cluster_transformer(model, K)
+    qat = quantize_model(clustered, config=PRESERVE)
+    attention = [w for w in quantization_wrappers(qat) if isinstance(w, QuantizeAttention)]
+    assert attention and all(
+        set(w.tied_clusters) == {"_query_dense", "_key_dense", "_value_dense", "_output_dense"} for w in attention
+    )
+    fit(qat, x, y, steps=3, learning_rate=0.05, run_eagerly=False)
+    for wrapper in attention:
+        for name in wrapper.tied_clusters:
+            assert len(np.unique(getattr(wrapper.layer, name).kernel.numpy())) <= K, name
+    restored = QuantizeAttention.from_config(attention[0].get_config())
+    assert restored.tied_clusters == attention[0].tied_clusters
