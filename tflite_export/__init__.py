@@ -8,7 +8,7 @@ lists its ops and dtypes, and `to_onnx` exports to ONNX (QDQ for QAT models).
 from tflite_export.convert import MODES, Conversion, convert
 from tflite_export.edgetpu import EdgeTPUReport, check_edgetpu
 from tflite_export.inspect import TFLiteModel, describe
-from tflite_export.latency import Latency, benchmark
+from tflite_export.latency import Latency, benchmark, compare
 from tflite_export.onnx import OnnxExport, to_onnx
 from tflite_export.verify import Verification, verify
 
@@ -22,6 +22,7 @@ __all__ = [
     "Verification",
     "benchmark",
     "check_edgetpu",
+    "compare",
     "convert",
     "describe",
     "to_onnx",

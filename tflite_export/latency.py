@@ -90,20 +90,73 @@ def benchmark(path, threads=2, runs=50, warmup=5, inputs=None):
     threads = check_int("threads", threads, minimum=1)
     runs = check_int("runs", runs, minimum=1)
     warmup = check_int("warmup", warmup, minimum=0)
+    runner = _ready_runner(path, threads, warmup, inputs)
+    return _latency(_time(runner, runs), threads)
+
+
+def compare(paths, threads=2, runs=50, rounds=5, warmup=5):
+    """Times several `.tflite` files in interleaved rounds, for fair ratios.
+
+    Each round times ``runs // rounds`` invocations of every file in turn,
+    so a slow spell of a shared machine hits all files alike instead of
+    whichever one happened to be running.
+
+    Args:
+        paths: Paths (or bytes) of the files; a dict keeps its keys.
+        threads: Interpreter threads (>= 1).
+        runs: Timed runs per file (>= rounds).
+        rounds: Number of interleaved rounds (>= 1).
+        warmup: Untimed runs of each file first.
+
+    Returns:
+        A dict from each path (or key) to its `Latency`.
+
+    Example:
+
+    >>> import tensorflow as tf
+    >>> f = tf.function(lambda x: tf.nn.relu(x), input_signature=[tf.TensorSpec([1, 8], tf.float32)])
+    >>> tflite = tf.lite.TFLiteConverter.from_concrete_functions([f.get_concrete_function()]).convert()
+    >>> result = compare({"a": tflite, "b": tflite}, runs=4, rounds=2)
+    >>> sorted(result), result["a"].runs
+    (['a', 'b'], 4)
+    """
+    threads = check_int("threads", threads, minimum=1)
+    rounds = check_int("rounds", rounds, minimum=1)
+    runs = check_int("runs", runs, minimum=rounds)
+    warmup = check_int("warmup", warmup, minimum=0)
+    named = dict(paths) if isinstance(paths, dict) else {path: path for path in paths}
+    runners = {key: _ready_runner(path, threads, warmup, None) for key, path in named.items()}
+    times = {key: [] for key in named}
+    for round_index in range(rounds):
+        count = runs // rounds + (1 if round_index < runs % rounds else 0)
+        for key, runner in runners.items():
+            times[key].append(_time(runner, count))
+    return {key: _latency(np.concatenate(parts), threads) for key, parts in times.items()}
+
+
+def _ready_runner(path, threads, warmup, inputs):
     runner = Runner(path, num_threads=threads)
     runner.set_inputs(random_inputs(runner) if inputs is None else runner.prepare(inputs))
     for _ in range(warmup):
         runner.invoke()
+    return runner
+
+
+def _time(runner, runs):
+    """Milliseconds of `runs` invocations."""
     times = np.empty(runs)
     for i in range(runs):
         start = time.perf_counter()
         runner.invoke()
         times[i] = time.perf_counter() - start
-    times *= 1000.0
+    return times * 1000.0
+
+
+def _latency(times, threads):
     return Latency(
         median_ms=float(np.median(times)),
         p90_ms=float(np.percentile(times, 90)),
         mean_ms=float(times.mean()),
-        runs=runs,
+        runs=int(times.size),
         threads=threads,
     )

@@ -40,3 +40,22 @@ def test_benchmark_rejects_bad_arguments(mlp_float, kwargs, message):
 def test_benchmark_rejects_bad_inputs(mlp_float):
     with pytest.raises(ValueError, match=r"Expected input 'x' of shape \(1, 16\) float32"):
         benchmark(mlp_float[1], runs=1, inputs=np.ones((2, 16)))
+
+
+def test_compare_times_every_file_in_interleaved_rounds(tmp_path):
+    import tensorflow as tf
+
+    from tflite_export import compare
+
+    def tflite(width):
+        f = tf.function(lambda x: tf.nn.relu(x), input_signature=[tf.TensorSpec([1, width], tf.float32)])
+        return tf.lite.TFLiteConverter.from_concrete_functions([f.get_concrete_function()]).convert()
+
+    result = compare({"small": tflite(8), "large": tflite(4096)}, runs=7, rounds=3, warmup=1)
+    assert sorted(result) == ["large", "small"]
+    assert all(latency.runs == 7 and latency.median_ms > 0 for latency in result.values())
+    path = tmp_path / "m.tflite"
+    path.write_bytes(tflite(8))
+    assert list(compare([str(path)], runs=2, rounds=2)) == [str(path)]
+    with pytest.raises(ValueError, match="Expected runs >= 3. Received: runs=2"):
+        compare([str(path)], runs=2, rounds=3)
