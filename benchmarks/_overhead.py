@@ -30,23 +30,29 @@ class EpochTimer(keras.callbacks.Callback):
 
 def build_mlp():
     """The benchmark MLP, 128 -> 512 -> 512 -> 2 (the tfmot twin mirrors it)."""
-    return keras.Sequential([
-        keras.Input((INPUT_DIM,)),
-        keras.layers.Dense(HIDDEN, activation="relu"),
-        keras.layers.Dense(HIDDEN, activation="relu"),
-        keras.layers.Dense(CLASSES),
-    ])
+    return keras.Sequential(
+        [
+            keras.Input((INPUT_DIM,)),
+            keras.layers.Dense(HIDDEN, activation="relu"),
+            keras.layers.Dense(HIDDEN, activation="relu"),
+            keras.layers.Dense(CLASSES),
+        ]
+    )
 
 
 def timed_fit(model, x, y, epochs, batch_size, callbacks=()):
     """Compiles and fits `model`; returns the timing/accuracy fields of a result row."""
     timer = EpochTimer()
-    model.compile(keras.optimizers.Adam(1e-3),
-                  keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-                  metrics=["accuracy"])
+    model.compile(
+        keras.optimizers.Adam(1e-3), keras.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=["accuracy"]
+    )
     history = model.fit(x, y, epochs=epochs, batch_size=batch_size, verbose=0, callbacks=[timer, *callbacks])
-    return {"epoch_s_median": statistics.median(timer.times[1:]), "first_epoch_s": timer.times[0],
-            "final_accuracy": history.history["accuracy"][-1], "final_loss": history.history["loss"][-1]}
+    return {
+        "epoch_s_median": statistics.median(timer.times[1:]),
+        "first_epoch_s": timer.times[0],
+        "final_accuracy": history.history["accuracy"][-1],
+        "final_loss": history.history["loss"][-1],
+    }
 
 
 def parse_args(doc, epochs, repeats):

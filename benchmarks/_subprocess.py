@@ -27,9 +27,9 @@ def _tail(text, limit=_STDERR_TAIL_CHARS):
     return text[-limit:]
 
 
-def run_tfmot_baseline(task: str, *, epochs: int, batch_size: int,
-                       samples: int, seed: int = 0, repeats: int = 1,
-                       timeout: float = 1800) -> dict:
+def run_tfmot_baseline(
+    task: str, *, epochs: int, batch_size: int, samples: int, seed: int = 0, repeats: int = 1, timeout: float = 1800
+) -> dict:
     """Runs ``_tfmot_baseline.py`` in a subprocess and returns its JSON result.
 
     Args:
@@ -54,26 +54,39 @@ def run_tfmot_baseline(task: str, *, epochs: int, batch_size: int,
     # find_spec locates the package without importing it (importing tfmot
     # here could pull legacy Keras into this Keras 3 process).
     if importlib.util.find_spec("tensorflow_model_optimization") is None:
-        return {"framework": "tfmot", "task": task,
-                "skipped": "tensorflow-model-optimization not installed "
-                           "(pip install -e .[bench])"}
+        return {
+            "framework": "tfmot",
+            "task": task,
+            "skipped": "tensorflow-model-optimization not installed (pip install -e .[bench])",
+        }
 
-    cmd = [sys.executable, str(_TFMOT_SCRIPT), "--task", task,
-           "--epochs", str(epochs), "--batch-size", str(batch_size),
-           "--samples", str(samples), "--seed", str(seed),
-           "--repeats", str(repeats)]
+    cmd = [
+        sys.executable,
+        str(_TFMOT_SCRIPT),
+        "--task",
+        task,
+        "--epochs",
+        str(epochs),
+        "--batch-size",
+        str(batch_size),
+        "--samples",
+        str(samples),
+        "--seed",
+        str(seed),
+        "--repeats",
+        str(repeats),
+    ]
     env = dict(os.environ, TF_USE_LEGACY_KERAS="1", TF_CPP_MIN_LOG_LEVEL="2")
     try:
-        proc = subprocess.run(cmd, env=env, capture_output=True, text=True,
-                              timeout=timeout, check=False)
+        proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout, check=False)
     except subprocess.TimeoutExpired as e:
         raise RuntimeError(
-            f"tfmot baseline {task!r} timed out after {timeout}s; stderr tail:\n"
-            f"{_tail(e.stderr)}") from e
+            f"tfmot baseline {task!r} timed out after {timeout}s; stderr tail:\n{_tail(e.stderr)}"
+        ) from e
     if proc.returncode != 0:
         raise RuntimeError(
-            f"tfmot baseline {task!r} failed with exit code {proc.returncode}; "
-            f"stderr tail:\n{_tail(proc.stderr)}")
+            f"tfmot baseline {task!r} failed with exit code {proc.returncode}; stderr tail:\n{_tail(proc.stderr)}"
+        )
     for line in reversed(proc.stdout.splitlines()):
         line = line.strip()
         if line.startswith("{"):
@@ -83,4 +96,5 @@ def run_tfmot_baseline(task: str, *, epochs: int, batch_size: int,
                 break
     raise RuntimeError(
         f"tfmot baseline {task!r} printed no JSON result; stdout tail:\n"
-        f"{_tail(proc.stdout)}\nstderr tail:\n{_tail(proc.stderr)}")
+        f"{_tail(proc.stdout)}\nstderr tail:\n{_tail(proc.stderr)}"
+    )

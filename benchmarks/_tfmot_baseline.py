@@ -63,8 +63,7 @@ def build_mlp():
 
 def dense_kernel_sparsity(model):
     """Returns the fraction of zeros over all Dense kernels of ``model``."""
-    kernels = [layer.kernel.numpy() for layer in model.layers
-               if isinstance(layer, tf_keras.layers.Dense)]
+    kernels = [layer.kernel.numpy() for layer in model.layers if isinstance(layer, tf_keras.layers.Dense)]
     zeros = sum(int(np.sum(k == 0)) for k in kernels)
     return zeros / sum(k.size for k in kernels)
 
@@ -76,19 +75,18 @@ def run_once(task, x, y, epochs, batch_size):
     if task == "prune":
         end_step = epochs * math.ceil(len(x) / batch_size)
         schedule = tfmot.sparsity.keras.PolynomialDecay(
-            initial_sparsity=0.0, final_sparsity=0.8,
-            begin_step=0, end_step=end_step, frequency=100)
-        model = tfmot.sparsity.keras.prune_low_magnitude(
-            model, pruning_schedule=schedule)
+            initial_sparsity=0.0, final_sparsity=0.8, begin_step=0, end_step=end_step, frequency=100
+        )
+        model = tfmot.sparsity.keras.prune_low_magnitude(model, pruning_schedule=schedule)
         callbacks.append(tfmot.sparsity.keras.UpdatePruningStep())
     elif task == "qat":
         model = tfmot.quantization.keras.quantize_model(model)
     model.compile(
         optimizer=tf_keras.optimizers.Adam(1e-3),
         loss=tf_keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-        metrics=["accuracy"])
-    history = model.fit(x, y, epochs=epochs, batch_size=batch_size,
-                        verbose=0, callbacks=callbacks)
+        metrics=["accuracy"],
+    )
+    history = model.fit(x, y, epochs=epochs, batch_size=batch_size, verbose=0, callbacks=callbacks)
     sparsity = None
     if task == "prune":
         sparsity = dense_kernel_sparsity(tfmot.sparsity.keras.strip_pruning(model))
@@ -106,13 +104,14 @@ def parse_args(argv=None):
     parser.add_argument("--repeats", type=int, default=1)
     args = parser.parse_args(argv)
     if args.epochs < 2:
-        parser.error(f"--epochs must be >= 2 (the first epoch includes tracing "
-                     f"and is excluded from the median), got {args.epochs}")
+        parser.error(
+            f"--epochs must be >= 2 (the first epoch includes tracing "
+            f"and is excluded from the median), got {args.epochs}"
+        )
     if args.batch_size < 1:
         parser.error(f"--batch-size must be >= 1, got {args.batch_size}")
     if args.samples < args.batch_size:
-        parser.error(f"--samples must be >= --batch-size ({args.batch_size}), "
-                     f"got {args.samples}")
+        parser.error(f"--samples must be >= --batch-size ({args.batch_size}), got {args.samples}")
     if args.repeats < 1:
         parser.error(f"--repeats must be >= 1, got {args.repeats}")
     if args.seed < 0:
@@ -128,11 +127,12 @@ def main(argv=None):
         x, y = make_data(args.samples, args.seed)
         best = None  # (median, first, accuracy, sparsity) of the fastest repeat.
         for r in range(args.repeats):
-            times, acc, sparsity = run_once(
-                args.task, x, y, args.epochs, args.batch_size)
+            times, acc, sparsity = run_once(args.task, x, y, args.epochs, args.batch_size)
             median = statistics.median(times[1:])
-            print(f"repeat {r + 1}/{args.repeats}: epoch times "
-                  f"{[round(t, 3) for t in times]} acc={acc:.4f}", file=sys.stderr)
+            print(
+                f"repeat {r + 1}/{args.repeats}: epoch times {[round(t, 3) for t in times]} acc={acc:.4f}",
+                file=sys.stderr,
+            )
             if best is None or median < best[0]:
                 best = (median, times[0], acc, sparsity)
     result = {

@@ -98,7 +98,7 @@ def main():
         models[name] = (distiller.student, time.perf_counter() - fit_started)
 
     shapes = {k: (args.sequence_length,) for k in x_test}
-    rows = []
+    rows, files = [], {}
     with tempfile.TemporaryDirectory() as tmp:
         for index, (name, (model, seconds)) in enumerate(models.items()):
             row = {"model": name, "parameters": int(model.count_params()), "train_s": seconds}
@@ -106,16 +106,15 @@ def main():
             for mode in ("float32", "dynamic"):
                 path = Path(tmp) / f"{index}_{mode}.tflite"
                 result = tflite_export.convert(model, path, mode=mode, input_shapes=shapes)
-                latency = tflite_export.benchmark(path, threads=args.threads, runs=args.runs, warmup=10)
                 row[f"{mode}_mb"] = result.size_bytes / 1e6
-                row[f"{mode}_ms"] = latency.median_ms
+                files[(index, mode)] = path
             row["dynamic_accuracy"] = tflite_accuracy(path, x_test, y_test, args.threads)
             rows.append(row)
-            print(
-                f"{name}: accuracy {row['accuracy']:.3f} (int8 file {row['dynamic_accuracy']:.3f}), "
-                f"float32 {row['float32_ms']:.2f} ms, int8 {row['dynamic_ms']:.2f} ms",
-                flush=True,
-            )
+            print(f"{name}: accuracy {row['accuracy']:.3f} (int8 file {row['dynamic_accuracy']:.3f})", flush=True)
+        # Every file timed in interleaved rounds: a busy spell slows all rows alike.
+        latencies = tflite_export.compare(files, threads=args.threads, runs=args.runs, rounds=10, warmup=10)
+        for (index, mode), latency in latencies.items():
+            rows[index][f"{mode}_ms"] = latency.median_ms
 
     teacher_row = rows[0]
     for row in rows:

@@ -43,8 +43,12 @@ def time_fit(task, x, y, epochs, batch_size, seed):
         schedule = pruning.PolynomialDecay(0.0, 0.8, begin_step=0, end_step=end_step, frequency=100)
         model = pruning.prune_low_magnitude(model, sparsity_schedule=schedule)
         callbacks.append(pruning.UpdatePruningStep())
-    result = {"framework": "kcompress" if task == "prune" else "keras3", "task": task,
-              **timed_fit(model, x, y, epochs, batch_size, callbacks), "final_sparsity": None}
+    result = {
+        "framework": "kcompress" if task == "prune" else "keras3",
+        "task": task,
+        **timed_fit(model, x, y, epochs, batch_size, callbacks),
+        "final_sparsity": None,
+    }
     if task == "prune":
         result["final_sparsity"] = pruning.sparsity_report(pruning.strip_pruning(model)).total_sparsity
     return result
@@ -59,12 +63,21 @@ def main():
     x, y = make_data(args.samples, args.seed)
     ours = {}
     for task in ("plain", "prune"):
-        ours[task] = best_of([time_fit(task, x, y, args.epochs, args.batch_size, args.seed + i)
-                              for i in range(args.repeats)])
+        ours[task] = best_of(
+            [time_fit(task, x, y, args.epochs, args.batch_size, args.seed + i) for i in range(args.repeats)]
+        )
         print(f"keras3 {task}: {ours[task]['epoch_s_median']:.3f} s/epoch", flush=True)
-    tfmot = {task: run_tfmot_baseline(task, epochs=args.epochs, batch_size=args.batch_size,
-                                      samples=args.samples, seed=args.seed, repeats=args.repeats)
-             for task in ("plain", "prune")}
+    tfmot = {
+        task: run_tfmot_baseline(
+            task,
+            epochs=args.epochs,
+            batch_size=args.batch_size,
+            samples=args.samples,
+            seed=args.seed,
+            repeats=args.repeats,
+        )
+        for task in ("plain", "prune")
+    }
     kc_ratio, tfmot_ratio = ratios(ours, tfmot, "prune")
     rows = [
         ("plain Keras 3 fit", ours["plain"], 1.0),

@@ -46,8 +46,11 @@ def time_fit(task, x, y, epochs, batch_size, seed):
     model = build_mlp()
     if task == "qat":
         model = quantization.quantize_model(model)
-    result = {"framework": "kcompress" if task == "qat" else "keras3", "task": task,
-              **timed_fit(model, x, y, epochs, batch_size)}
+    result = {
+        "framework": "kcompress" if task == "qat" else "keras3",
+        "task": task,
+        **timed_fit(model, x, y, epochs, batch_size),
+    }
     return result, model
 
 
@@ -56,10 +59,15 @@ def export_int8(qat, x):
     with tempfile.TemporaryDirectory() as tmp:
         conversion = tflite_export.convert(qat, os.path.join(tmp, "qat_int8.tflite"), mode="int8")
         check = tflite_export.verify(qat, conversion.path, x[:VERIFY_SAMPLES])
-    return {"int8_size_bytes": conversion.size_bytes, "full_integer": conversion.model.is_full_integer(),
-            "float32_weight_bytes": 4 * build_mlp().count_params(), "verify_examples": check.examples,
-            "agreement": check.agreement, "within_one_step": check.within_one_step,
-            "max_diff_in_steps": check.max_diff_in_steps}
+    return {
+        "int8_size_bytes": conversion.size_bytes,
+        "full_integer": conversion.model.is_full_integer(),
+        "float32_weight_bytes": 4 * build_mlp().count_params(),
+        "verify_examples": check.examples,
+        "agreement": check.agreement,
+        "within_one_step": check.within_one_step,
+        "max_diff_in_steps": check.max_diff_in_steps,
+    }
 
 
 def main():
@@ -72,14 +80,27 @@ def main():
         qat_model = model if task == "qat" else qat_model
         print(f"keras3 {task}: {ours[task]['epoch_s_median']:.3f} s/epoch", flush=True)
     export = export_int8(qat_model, x)
-    print(f"int8 .tflite: {export['int8_size_bytes']} bytes, agreement {export['agreement']:.4f}, "
-          f"within one step {export['within_one_step']:.4f}", flush=True)
-    tfmot = {task: run_tfmot_baseline(task, epochs=args.epochs, batch_size=args.batch_size,
-                                      samples=args.samples, seed=args.seed, repeats=args.repeats)
-             for task in ("plain", "qat")}
+    print(
+        f"int8 .tflite: {export['int8_size_bytes']} bytes, agreement {export['agreement']:.4f}, "
+        f"within one step {export['within_one_step']:.4f}",
+        flush=True,
+    )
+    tfmot = {
+        task: run_tfmot_baseline(
+            task,
+            epochs=args.epochs,
+            batch_size=args.batch_size,
+            samples=args.samples,
+            seed=args.seed,
+            repeats=args.repeats,
+        )
+        for task in ("plain", "qat")
+    }
     kc_ratio, tfmot_ratio = ratios(ours, tfmot, "qat")
-    print(f"kcompress QAT / plain Keras 3: {kc_ratio:.2f}x; tfmot QAT / plain tf_keras: "
-          f"{'n/a' if tfmot_ratio is None else f'{tfmot_ratio:.2f}x'}")
+    print(
+        f"kcompress QAT / plain Keras 3: {kc_ratio:.2f}x; tfmot QAT / plain tf_keras: "
+        f"{'n/a' if tfmot_ratio is None else f'{tfmot_ratio:.2f}x'}"
+    )
     rows = [
         ("plain Keras 3 fit", ours["plain"], 1.0),
         ("kcompress QAT fit", ours["qat"], kc_ratio),
@@ -91,21 +112,28 @@ def main():
         "kcompress_int8_export": export,
         "runs": {"kcompress": ours, "tfmot": tfmot},
     }
-    lines = ["| run | s/epoch (steady) | first epoch s | ratio to its plain fit | final accuracy | final loss |",
-             "|---|---|---|---|---|---|"]
+    lines = [
+        "| run | s/epoch (steady) | first epoch s | ratio to its plain fit | final accuracy | final loss |",
+        "|---|---|---|---|---|---|",
+    ]
     for name, run, ratio in rows:
         if "skipped" in run:
             lines.append(f"| {name} | skipped: {run['skipped']} | | | | |")
             continue
         ratio_text = "" if ratio is None else f"{ratio:.2f}x"
         loss = "n/a" if run.get("final_loss") is None else f"{run['final_loss']:.4f}"
-        lines.append(f"| {name} | {run['epoch_s_median']:.3f} | {run['first_epoch_s']:.2f} | {ratio_text} "
-                     f"| {run['final_accuracy']:.4f} | {loss} |")
-    lines += ["", f"kcompress QAT -> int8 .tflite: {export['int8_size_bytes'] / 1e3:.1f} kB "
-              f"(float32 weights {export['float32_weight_bytes'] / 1e3:.1f} kB), full integer: "
-              f"{export['full_integer']}; verify on {export['verify_examples']} samples: "
-              f"agreement {export['agreement']:.2%}, within one step {export['within_one_step']:.2%}, "
-              f"max diff {export['max_diff_in_steps']:.2f} steps"]
+        lines.append(
+            f"| {name} | {run['epoch_s_median']:.3f} | {run['first_epoch_s']:.2f} | {ratio_text} "
+            f"| {run['final_accuracy']:.4f} | {loss} |"
+        )
+    lines += [
+        "",
+        f"kcompress QAT -> int8 .tflite: {export['int8_size_bytes'] / 1e3:.1f} kB "
+        f"(float32 weights {export['float32_weight_bytes'] / 1e3:.1f} kB), full integer: "
+        f"{export['full_integer']}; verify on {export['verify_examples']} samples: "
+        f"agreement {export['agreement']:.2%}, within one step {export['within_one_step']:.2%}, "
+        f"max diff {export['max_diff_in_steps']:.2f} steps",
+    ]
     table = "\n".join(lines)
     print(table)
     write_results("qat_overhead", result, table)

@@ -13,13 +13,17 @@ for the same number of steps on the same further snippets:
 - heads 50%, FFN 50%, heads+FFN 50%: `kcompress.structured.prune_transformer`
   with first-order Taylor importance on a few batches of the fine-tuning
   snippets (the layers physically lose half their heads / FFN units);
+- heads+FFN 50%, distilled: the same pruned model, its fine-tuning steps
+  distilled from the dense model (`kcompress.distillation.Distiller`, soft
+  labels + hidden states, teacher cache);
 - clustered 16: `kcompress.clustering.cluster_transformer`, 16 shared values
   per encoder and embedding kernel, fine-tuned, stripped (smaller gzipped
   files, same latency).
 
 For each row: parameters (and non-zero parameters), float32 and int8
 (dynamic-range: int8 weights) `.tflite` sizes raw and gzipped, LiteRT
-median latency (batch 1, 2 threads) and test accuracy of each `.tflite`.
+median latency (batch 1, 2 threads; all files timed at the end in interleaved
+rounds) and test accuracy of each `.tflite`.
 Writes ``benchmarks/results/structured_minilm.json``, ``.md`` and ``.png``.
 Target: heads+FFN 50% at <= 0.55x the dense float32 latency with <= 1.5
 points accuracy drop.
@@ -65,6 +69,7 @@ class Context:
     tune: object
     importance: object
     learning_rate: float
+    tune_tokens: dict
 
 
 def _fine_tune(model, context, callbacks=()):
@@ -96,6 +101,25 @@ def _structured(**targets):
     return make
 
 
+def _structured_distilled(**targets):
+    """Pruned as `_structured`, but fine-tuned by distillation from the dense model (same steps)."""
+
+    def make(model, context):
+        import keras
+
+        from kcompress import distillation, structured
+
+        pruned = structured.prune_transformer(model, importance=context.importance, **targets)
+        distiller = distillation.Distiller(model, pruned, alpha=0.5, temperature=2.0, hidden="uniform", cache=True)
+        distiller.compile(optimizer=keras.optimizers.Adam(context.learning_rate), metrics=["accuracy"])
+        x = context.tune_tokens
+        distiller.fit(x, context.tune.labels, batch_size=32, epochs=1, verbose=2)
+        model.trainable = True  # The Distiller froze its teacher; the dense row fine-tunes it last.
+        return distiller.student
+
+    return make
+
+
 def _clustered(model, context):
     from kcompress import clustering
 
@@ -113,6 +137,7 @@ ROWS = {
     "heads 50%": _structured(heads=0.5),
     "FFN 50%": _structured(ffn=0.5),
     "heads+FFN 50%": _structured(heads=0.5, ffn=0.5),
+    "heads+FFN 50%, distilled": _structured_distilled(heads=0.5, ffn=0.5),
     "clustered 16": _clustered,
 }
 
@@ -134,20 +159,28 @@ def _measure(name, model, x_test, labels, args, folder):
     for label, mode in (("float", "float32"), ("int8", "dynamic")):
         path = Path(folder) / f"{name.replace(' ', '_').replace('%', '').replace('+', '_')}_{mode}.tflite"
         result = tflite_export.convert(model, path, mode=mode, input_shapes=shapes)
-        latency = tflite_export.benchmark(path, threads=args.threads, runs=args.runs, warmup=10)
         row[f"{label}_size_mb"] = result.size_bytes / 1e6
         row[f"{label}_gzip_mb"] = len(gzip.compress(path.read_bytes(), compresslevel=9)) / 1e6
-        row[f"{label}_median_ms"] = latency.median_ms
-        row[f"{label}_p90_ms"] = latency.p90_ms
         row[f"{label}_accuracy"] = tflite_accuracy(path, x_test, labels, args.threads)
+        row[f"{label}_path"] = str(path)  # Timed with every other file at the end (`_time_all`).
     print(
         f"{name:>18}: {row['parameters']:,} parameters, float {row['float_size_mb']:.1f} MB "
-        f"({row['float_gzip_mb']:.1f} gz) {row['float_median_ms']:.2f} ms acc {row['float_accuracy']:.3f}; "
-        f"int8 {row['int8_size_mb']:.1f} MB ({row['int8_gzip_mb']:.1f} gz) {row['int8_median_ms']:.2f} ms "
-        f"acc {row['int8_accuracy']:.3f}",
+        f"({row['float_gzip_mb']:.1f} gz) acc {row['float_accuracy']:.3f}; "
+        f"int8 {row['int8_size_mb']:.1f} MB ({row['int8_gzip_mb']:.1f} gz) acc {row['int8_accuracy']:.3f}",
         flush=True,
     )
     return row
+
+
+def _time_all(rows, args):
+    """Every row's files timed in interleaved rounds: a busy spell of the machine slows all rows alike."""
+    import tflite_export
+
+    files = {(index, label): row.pop(f"{label}_path") for index, row in enumerate(rows) for label in ("float", "int8")}
+    latencies = tflite_export.compare(files, threads=args.threads, runs=args.runs, rounds=10, warmup=10)
+    for (index, label), latency in latencies.items():
+        rows[index][f"{label}_median_ms"] = latency.median_ms
+        rows[index][f"{label}_p90_ms"] = latency.p90_ms
 
 
 def _table(rows, header):
@@ -244,7 +277,12 @@ def main():
     )
     importance_seconds = time.perf_counter() - importance_started
     print(f"Taylor importance on {importance.examples} snippets: {importance_seconds:.1f} s", flush=True)
-    context = Context(tune=tune, importance=importance, learning_rate=args.learning_rate)
+    context = Context(
+        tune=tune,
+        importance=importance,
+        learning_rate=args.learning_rate,
+        tune_tokens=tokens(model.preprocessor, tune.texts),
+    )
 
     rows = []
     with tempfile.TemporaryDirectory() as folder:
@@ -260,6 +298,7 @@ def main():
                 row["num_heads"] = list(compressed.backbone.num_heads)
                 row["intermediate_dim"] = list(compressed.backbone.intermediate_dim)
             rows.append(row)
+        _time_all(rows, args)
     rows.sort(key=lambda row: list(ROWS).index(row["model"]))
     base = rows[0]
     for row in rows:
