@@ -67,6 +67,7 @@ def run_export(context, model, directory):
         "latency_ms": latency.median_ms,
         "latency_p90_ms": latency.p90_ms,
         "latency_kind": f"{settings.mode} .tflite",
+        "size_kind": f"{settings.mode} .tflite",
         "agreement_with_keras": verification.agreement,
         "max_diff_in_steps": verification.max_diff_in_steps,
         "full_integer": conversion.model.is_full_integer(),

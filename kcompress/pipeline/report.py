@@ -7,6 +7,7 @@ import os
 from kcompress._atomic import write_atomic
 
 _COLUMNS = ("stage", "params", "size (MB)", "gzipped (MB)", "accuracy", "latency (ms)", "measured on", "time (s)")
+# The QAT stage has no file of its own to time: the export row is its `.tflite`.
 
 
 def _cell(value, digits):
@@ -32,7 +33,7 @@ def report_table(rows):
             _cell(row["gzip_mb"], 1),
             _cell(row["accuracy"], 3),
             _cell(row.get("latency_ms"), 2),
-            row.get("latency_kind", "") if row.get("latency_ms") is not None else "",
+            row.get("latency_kind") or row.get("size_kind", ""),
             _cell(row.get("seconds"), 0),
         ]
         lines.append("| " + " | ".join(cells) + " |")
@@ -81,7 +82,8 @@ def write_report(out, config, rows, tflite_path):
         + ".",
         f"- Edge TPU: {export['edgetpu_verdict']} ({export['edgetpu_mapped_ops']} of {export['total_ops']} ops "
         "would run on it; see `edgetpu.txt`).",
-        "- Latency: LiteRT, batch 1, median; the Keras stages are timed as float32 `.tflite` files.",
+        "- Size and latency (LiteRT, batch 1, median) of each Keras stage are those of its float32 `.tflite`; "
+        "the QAT stage's size is its weights file, its `.tflite` is the export row.",
         "",
         "Settings:",
         "",
