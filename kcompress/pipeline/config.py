@@ -36,7 +36,13 @@ class TeacherStage:
 
 @dataclasses.dataclass(frozen=True)
 class DistillStage:
-    """Distils the teacher into a shallower student (see `shallow_student`)."""
+    """Distils the teacher into a shallower student (see `shallow_student`).
+
+    Soft and hard labels by default. `hidden` and `attention` add the
+    intermediate-layer losses at weight 1; on MiniLM -> 2 layers they made
+    the student collapse to one class (`benchmarks/distill_minilm.py`), so
+    they are off until tuned.
+    """
 
     student_layers: int = 2
     epochs: int = 2
@@ -44,8 +50,8 @@ class DistillStage:
     batch_size: int = 32
     alpha: float = 0.5
     temperature: float = 2.0
-    hidden: bool = True
-    attention: bool = True
+    hidden: bool = False
+    attention: bool = False
     skip: bool = False
 
     def __post_init__(self):
