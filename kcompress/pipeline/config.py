@@ -203,7 +203,7 @@ class PipelineConfig:
             train_size=2000,
             test_size=640,
             teacher=TeacherStage(epochs=1),
-            distill=DistillStage(epochs=2),
+            distill=DistillStage(epochs=3, learning_rate=1e-4),
             export=ExportStage(runs=50),
         )
 

@@ -66,9 +66,8 @@ def keras_row(name, model, directory, context, seconds):
         "accuracy": accuracy(model, data.x_test, data.y_test),
         "seconds": seconds,
     }
-    if name == "qat":
-        raw, gzipped = file_sizes(directory)
-        row.update(size_mb=raw / 1e6, gzip_mb=gzipped / 1e6, size_kind="weights file", latency_ms=None)
+    if name == "qat":  # Its file is the export row's `.tflite`.
+        row.update(size_mb=None, gzip_mb=None, latency_ms=None, size_kind="see export")
         return row
     with tempfile.TemporaryDirectory() as tmp:
         path = float_tflite(model, data.x_test, tmp)
@@ -86,8 +85,10 @@ def keras_row(name, model, directory, context, seconds):
 
 def row_line(row):
     """One line summarising a row, for progress output."""
-    latency = "" if row.get("latency_ms") is None else f", {row['latency_ms']:.2f} ms ({row['latency_kind']})"
-    return (
-        f"{row['params'] / 1e6:.2f}M params, {row['size_mb']:.1f} MB ({row['gzip_mb']:.1f} MB gzipped), "
-        f"accuracy {row['accuracy']:.3f}{latency}"
-    )
+    parts = [f"{row['params'] / 1e6:.2f}M params"]
+    if row.get("size_mb") is not None:
+        parts.append(f"{row['size_mb']:.1f} MB ({row['gzip_mb']:.1f} MB gzipped)")
+    parts.append(f"accuracy {row['accuracy']:.3f}")
+    if row.get("latency_ms") is not None:
+        parts[-1] += f", {row['latency_ms']:.2f} ms ({row['latency_kind']})"
+    return ", ".join(parts)

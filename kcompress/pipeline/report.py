@@ -83,7 +83,7 @@ def write_report(out, config, rows, tflite_path):
         f"- Edge TPU: {export['edgetpu_verdict']} ({export['edgetpu_mapped_ops']} of {export['total_ops']} ops "
         "would run on it; see `edgetpu.txt`).",
         "- Size and latency (LiteRT, batch 1, median) of each Keras stage are those of its float32 `.tflite`; "
-        "the QAT stage's size is its weights file, its `.tflite` is the export row.",
+        "the QAT stage's `.tflite` is the export row.",
         "",
         "Settings:",
         "",
