@@ -1,7 +1,7 @@
 """Knowledge distillation for Keras 3: a `Distiller` model, losses, teacher cache."""
 
 from kcompress.distillation.cache import TeacherCache, example_keys
-from kcompress.distillation.distiller import Distiller, default_losses
+from kcompress.distillation.distiller import Distiller
 from kcompress.distillation.layer_map import LayerMap
 from kcompress.distillation.losses import (
     AttentionKL,
@@ -11,6 +11,7 @@ from kcompress.distillation.losses import (
     HiddenStateMSE,
     LossInputs,
     SoftLabelKL,
+    default_losses,
 )
 from kcompress.distillation.recorder import FeatureRecorder, Record
 from kcompress.distillation.students import shallow_student

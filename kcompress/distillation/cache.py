@@ -203,3 +203,26 @@ def teacher_signature(teacher, names):
         digest.update(str(value.shape).encode())
         digest.update(value.tobytes())
     return digest.hexdigest()
+
+
+def input_batches(data, batch_size, steps):
+    """Returns ``(iterable of input batches, number of batches or None)``."""
+    if isinstance(data, tf.data.Dataset):
+        if data.cardinality() == tf.data.INFINITE_CARDINALITY:
+            if steps is None:
+                raise expected_error(
+                    "steps_per_epoch (or steps) with an infinite dataset, to know what to cache", steps=None
+                )
+            data = data.take(steps)
+        dataset = data.map(lambda *element: keras.utils.unpack_x_y_sample_weight(element)[0])
+    else:
+        x = data[0] if isinstance(data, tuple) else data
+        try:
+            dataset = tf.data.Dataset.from_tensor_slices(x).batch(batch_size)
+        except (TypeError, ValueError) as error:
+            raise expected_error(
+                "a tf.data.Dataset or input arrays (or a dict of arrays) to cache the teacher on",
+                x=type(x).__name__,
+            ) from error
+    cardinality = int(dataset.cardinality())
+    return dataset, (cardinality if cardinality >= 0 else None)

@@ -8,59 +8,12 @@ import tensorflow as tf
 from keras import ops
 
 from kcompress._errors import expected_error
-from kcompress.distillation.cache import TeacherCache, example_keys, teacher_signature
-from kcompress.distillation.losses import (
-    AttentionKL,
-    DistillationLoss,
-    EmbeddingMSE,
-    HardLabelCE,
-    HiddenStateMSE,
-    LossInputs,
-    SoftLabelKL,
-)
+from kcompress.distillation.cache import TeacherCache, example_keys, input_batches, teacher_signature
+from kcompress.distillation.losses import DistillationLoss, LossInputs, default_losses
 from kcompress.distillation.recorder import FeatureRecorder
 
 _STEP = threading.local()
 _CACHE_BATCH_SIZE = 32
-
-
-def default_losses(
-    *,
-    temperature=2.0,
-    alpha=0.5,
-    hidden=None,
-    attention=None,
-    embedding=False,
-    hidden_weight=1.0,
-    attention_weight=1.0,
-    embedding_weight=1.0,
-):
-    """The loss list the `Distiller`'s keyword arguments stand for.
-
-    ``alpha * SoftLabelKL + (1 - alpha) * HardLabelCE``, plus hidden-state,
-    attention and embedding terms when asked for.
-
-    Example:
-
-    >>> [type(loss).__name__ for loss in default_losses(alpha=1.0, hidden="last")]
-    ['SoftLabelKL', 'HiddenStateMSE']
-    """
-    if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not 0.0 <= alpha <= 1.0:
-        raise expected_error("alpha in [0, 1]", alpha=alpha)
-    losses = []
-    if alpha > 0:
-        losses.append(SoftLabelKL(temperature=temperature, weight=alpha))
-    else:
-        SoftLabelKL(temperature=temperature)  # Still validates the temperature.
-    if alpha < 1:
-        losses.append(HardLabelCE(weight=1.0 - alpha))
-    if hidden is not None:
-        losses.append(HiddenStateMSE(layers=hidden, weight=hidden_weight))
-    if attention is not None:
-        losses.append(AttentionKL(layers=attention, weight=attention_weight))
-    if embedding:
-        losses.append(EmbeddingMSE(weight=embedding_weight))
-    return losses
 
 
 @keras.saving.register_keras_serializable(package="kcompress")
@@ -307,7 +260,7 @@ class Distiller(keras.Model):
         """
         if self.cache is None:
             raise expected_error("a Distiller made with cache=True or a TeacherCache", cache=None)
-        batches, total = _input_batches(x, batch_size or _CACHE_BATCH_SIZE, steps)
+        batches, total = input_batches(x, batch_size or _CACHE_BATCH_SIZE, steps)
         forward = tf.function(lambda inputs: (example_keys(inputs), self._teacher_forward(inputs)))
         signature = teacher_signature(self.teacher, self._teacher_keys)
         started = time.perf_counter()
@@ -425,26 +378,3 @@ def _unique_names(losses):
         if count:
             loss.name = f"{loss.name}_{count}"
         yield loss
-
-
-def _input_batches(data, batch_size, steps):
-    """Returns ``(iterable of input batches, number of batches or None)``."""
-    if isinstance(data, tf.data.Dataset):
-        if data.cardinality() == tf.data.INFINITE_CARDINALITY:
-            if steps is None:
-                raise expected_error(
-                    "steps_per_epoch (or steps) with an infinite dataset, to know what to cache", steps=None
-                )
-            data = data.take(steps)
-        dataset = data.map(lambda *element: keras.utils.unpack_x_y_sample_weight(element)[0])
-    else:
-        x = data[0] if isinstance(data, tuple) else data
-        try:
-            dataset = tf.data.Dataset.from_tensor_slices(x).batch(batch_size)
-        except (TypeError, ValueError) as error:
-            raise expected_error(
-                "a tf.data.Dataset or input arrays (or a dict of arrays) to cache the teacher on",
-                x=type(x).__name__,
-            ) from error
-    cardinality = int(dataset.cardinality())
-    return dataset, (cardinality if cardinality >= 0 else None)

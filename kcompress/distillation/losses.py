@@ -286,5 +286,44 @@ def _per_example(values):
     return ops.mean(ops.reshape(values, (ops.shape(values)[0], -1)), axis=-1)
 
 
+def default_losses(
+    *,
+    temperature=2.0,
+    alpha=0.5,
+    hidden=None,
+    attention=None,
+    embedding=False,
+    hidden_weight=1.0,
+    attention_weight=1.0,
+    embedding_weight=1.0,
+):
+    """The loss list the `Distiller`'s keyword arguments stand for.
+
+    ``alpha * SoftLabelKL + (1 - alpha) * HardLabelCE``, plus hidden-state,
+    attention and embedding terms when asked for.
+
+    Example:
+
+    >>> [type(loss).__name__ for loss in default_losses(alpha=1.0, hidden="last")]
+    ['SoftLabelKL', 'HiddenStateMSE']
+    """
+    if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not 0.0 <= alpha <= 1.0:
+        raise expected_error("alpha in [0, 1]", alpha=alpha)
+    losses = []
+    if alpha > 0:
+        losses.append(SoftLabelKL(temperature=temperature, weight=alpha))
+    else:
+        SoftLabelKL(temperature=temperature)  # Still validates the temperature.
+    if alpha < 1:
+        losses.append(HardLabelCE(weight=1.0 - alpha))
+    if hidden is not None:
+        losses.append(HiddenStateMSE(layers=hidden, weight=hidden_weight))
+    if attention is not None:
+        losses.append(AttentionKL(layers=attention, weight=attention_weight))
+    if embedding:
+        losses.append(EmbeddingMSE(weight=embedding_weight))
+    return losses
+
+
 # Every loss class, by name: what `Distiller.get_config` stores.
 LOSSES = {cls.__name__: cls for cls in (SoftLabelKL, HardLabelCE, HiddenStateMSE, EmbeddingMSE, AttentionKL)}
