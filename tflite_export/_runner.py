@@ -195,9 +195,7 @@ class Runner:
                 raise expected_error(f"inputs named {names}", names=sorted(x))
             return {name: x[name] for name in names}
         if len(names) != 1:
-            raise expected_error(
-                f"a dict with keys {names} for a model with {len(names)} inputs", x=type(x).__name__
-            )
+            raise expected_error(f"a dict with keys {names} for a model with {len(names)} inputs", x=type(x).__name__)
         return {names[0]: x}
 
     def prepare(self, x):

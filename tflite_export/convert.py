@@ -189,7 +189,8 @@ def convert(
         batch_size: Static batch size of the signature.
         calibration_steps: Batches of `representative_data` to calibrate on.
         allow_float_ops: For ``int8``, write the file even if some ops
-            stay float (otherwise that is an error naming the first one).
+            stay float (otherwise that is an error naming the first op that
+            computes in float, not the QUANTIZE / DEQUANTIZE around it).
         input_shapes: Shapes (without the batch axis) for inputs whose
             Keras shape has unknown dimensions: a tuple, or a dict by input
             name, e.g. ``{"token_ids": (64,), "segment_ids": (64,),
@@ -242,15 +243,51 @@ def convert(
         flatbuffer = converter.convert()
     described = describe(flatbuffer)
     if mode == "int8" and not allow_float_ops and not described.is_full_integer():
-        op = described.float_ops()[0]
+        op = _first_float_op(described)
         raise ValueError(
             f"Expected a model that converts to full int8. Received: op {op.index} ({op.name}) runs on float "
-            f"tensors{'' if examples else ' and no representative_data was given to calibrate it'}. Quantize the "
-            "layer that produces it (see kcompress.quantization.registry), pass representative_data, or "
-            "pass allow_float_ops=True to keep it float."
+            f"tensors{_float_tensor(op)}{'' if examples else ' and no representative_data was given to calibrate it'}"
+            ". Quantize the layer that produces it (see kcompress.quantization.registry), pass representative_data, "
+            "or pass allow_float_ops=True to keep it float."
         )
     size = _files.write_bytes_atomic(path, flatbuffer)
     return Conversion(str(path), mode, size, aware, described)
+
+
+def _first_float_op(described):
+    """The op to name when an int8 conversion is not full integer: the first one computing in float.
+
+    Around an op it cannot run in int8 the converter puts a DEQUANTIZE (int8 ->
+    float) before and a QUANTIZE (float -> int8) after: they touch float tensors
+    only to feed that op, so they are skipped. If they are all there is (float
+    model inputs or outputs), the first of them is named.
+
+    Example:
+
+    >>> from tflite_export.inspect import OpInfo, TensorInfo, TFLiteModel
+    >>> def t(name, dtype):
+    ...     return TensorInfo(0, name, (1, 8), (1, 8), dtype)
+    >>> ops = (
+    ...     OpInfo(0, "DEQUANTIZE", (t("dense", "int8"),), (t("dense_float", "float32"),)),
+    ...     OpInfo(1, "CUMSUM", (t("dense_float", "float32"), t("axis", "int32")), (t("cumsum", "float32"),)),
+    ...     OpInfo(2, "QUANTIZE", (t("cumsum", "float32"),), (t("cumsum_int8", "int8"),)),
+    ... )
+    >>> op = _first_float_op(TFLiteModel(0, (), (), ops))
+    >>> op.index, op.name, _float_tensor(op)
+    (1, 'CUMSUM', " (float32 output 'cumsum')")
+    """
+    float_ops = described.float_ops()
+    computing = [op for op in float_ops if op.name not in ("QUANTIZE", "DEQUANTIZE")]
+    return (computing or float_ops)[0]
+
+
+def _float_tensor(op):
+    """`` (<dtype> output '<name>')`` for the op's first float output (else input); names cut at the first ';'."""
+    for role, tensors in (("output", op.outputs), ("input", op.inputs)):
+        for tensor in tensors:
+            if tensor.is_float:
+                return f" ({tensor.dtype} {role} '{tensor.name.split(';')[0]}')"
+    return ""
 
 
 def _configure(converter, mode, signature, examples):

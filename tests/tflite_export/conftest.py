@@ -102,9 +102,7 @@ def dynamic_int8():
 def gelu_int8():
     """Dense -> GELU -> Dense: GELU is not an Edge TPU op."""
     keras.utils.set_random_seed(2)
-    model = keras.Sequential(
-        [keras.Input((16,)), keras.layers.Dense(8, activation="gelu"), keras.layers.Dense(3)]
-    )
+    model = keras.Sequential([keras.Input((16,)), keras.layers.Dense(8, activation="gelu"), keras.layers.Dense(3)])
     return model, to_tflite(call(model), spec(1, 16), int8=True)
 
 

@@ -9,7 +9,11 @@ def test_int8_cnn_ops_and_full_integer(cnn_int8, tmp_path):
     info = describe(path)
     assert info.size_bytes == len(cnn_int8[1])
     assert dict(info.op_counts()) == {
-        "CONV_2D": 1, "MAX_POOL_2D": 1, "RESHAPE": 1, "FULLY_CONNECTED": 1, "SOFTMAX": 1,
+        "CONV_2D": 1,
+        "MAX_POOL_2D": 1,
+        "RESHAPE": 1,
+        "FULLY_CONNECTED": 1,
+        "SOFTMAX": 1,
     }
     assert info.is_full_integer()
     assert info.float_ops() == []
