@@ -21,8 +21,10 @@ class QuantizeBase(keras.layers.Wrapper):
         self.config = config_lib.get(config)
         self._quantizers = {}
 
-    def _quantizer(self, role, fixed_range=None):
-        quantizer = ActivationQuantizer(self.config, fixed_range=fixed_range, name=f"{self.name}_{role}")
+    def _quantizer(self, role, fixed_range=None, symmetric=False):
+        quantizer = ActivationQuantizer(
+            self.config, fixed_range=fixed_range, symmetric=symmetric, name=f"{self.name}_{role}"
+        )
         self._quantizers[role] = quantizer
         return quantizer
 

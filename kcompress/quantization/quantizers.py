@@ -61,6 +61,11 @@ class ActivationQuantizer(keras.layers.Layer):
         config: A `QuantizationConfig` (its `activation_bits` and `ema_decay`
             are used).
         fixed_range: Optional ``(min, max)`` used instead of a learnt range.
+        symmetric: Use a range centred on zero (zero point 0): ``[-m, m)``
+            with ``m`` the larger of the learnt ``-min`` and ``max``. The
+            second operand of an int8 matrix product needs it for XNNPACK
+            (LiteRT's CPU delegate) to run the product; TensorRT needs it
+            for every activation.
         **kwargs: Base layer arguments.
 
     Example:
@@ -72,10 +77,11 @@ class ActivationQuantizer(keras.layers.Layer):
     [-1.0, 1.0]
     """
 
-    def __init__(self, config=None, fixed_range=None, **kwargs):
+    def __init__(self, config=None, fixed_range=None, symmetric=False, **kwargs):
         super().__init__(**kwargs)
         self.config = config_lib.get(config)
         self.fixed_range = tuple(float(v) for v in fixed_range) if fixed_range is not None else None
+        self.symmetric = bool(symmetric)
 
     def build(self, input_shape=None):
         if self.fixed_range is None:
@@ -94,6 +100,11 @@ class ActivationQuantizer(keras.layers.Layer):
         """The ``(min, max)`` range as tensors."""
         if self.fixed_range is not None:
             return self.fixed_range
+        if self.symmetric:
+            # 2^(bits-1) levels each side of zero: the grid's zero point is exactly 0.
+            levels = 2.0 ** (self.config.activation_bits - 1)
+            magnitude = ops.maximum(-self.range_min.value, self.range_max.value)
+            return -magnitude, magnitude * ((levels - 1.0) / levels)
         return self.range_min.value, self.range_max.value
 
     def update_range(self, x):
@@ -127,6 +138,7 @@ class ActivationQuantizer(keras.layers.Layer):
             {
                 "config": keras.saving.serialize_keras_object(self.config),
                 "fixed_range": list(self.fixed_range) if self.fixed_range is not None else None,
+                "symmetric": self.symmetric,
             }
         )
         return config

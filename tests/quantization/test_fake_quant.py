@@ -1,11 +1,13 @@
 import numpy as np
 import pytest
 import tensorflow as tf
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
+from kcompress.quantization.config import QuantizationConfig
 from kcompress.quantization.fake_quant import fake_quant_range, fake_quant_symmetric, weight_step
+from kcompress.quantization.quantizers import ActivationQuantizer
 
 # 2-D weights (input rows x output channels), with exact zeros mixed in.
 weights_2d = hnp.arrays(
@@ -113,3 +115,22 @@ def test_range_quantization_lies_on_the_nudged_255_step_grid(x, low, width):
 def test_range_is_widened_to_contain_zero():
     y = np.asarray(fake_quant_range(np.array([-1.0, 0.0, 1.0, 3.0], "float32"), 0.5, 2.0))
     np.testing.assert_allclose(y, [0.0, 0.0, 1.0, 2.0], atol=1e-2)
+
+
+@given(
+    x=hnp.arrays(np.float32, st.integers(1, 64), elements=st.floats(-50, 50, width=32)),
+    bits=st.sampled_from([8, 16]),
+)
+@settings(max_examples=30, deadline=None)
+def test_symmetric_activation_range_has_zero_point_zero(x, bits):
+    assume(float(np.abs(x).max()) > 1e-3)
+    quantizer = ActivationQuantizer(QuantizationConfig(activation_bits=bits), symmetric=True)
+    quantizer(x, training=True)
+    low, high = (float(v) for v in quantizer.current_range())
+    levels = 2.0 ** (bits - 1)
+    scale = (high - low) / (2 * levels - 1)
+    assert abs(-low / scale - levels) < 1e-3  # Zero sits exactly on a grid level: zero point 0.
+    assert -low == pytest.approx(float(np.abs(x).max()), rel=1e-6)
+    assert high == pytest.approx(-low * (levels - 1) / levels, rel=1e-6)
+    restored = ActivationQuantizer.from_config(quantizer.get_config())
+    assert restored.symmetric
