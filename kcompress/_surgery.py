@@ -33,7 +33,7 @@ def fresh_copy(layer):
             f"`keras.saving.register_keras_serializable`). Received: "
             f"{type(layer).__name__} '{layer.name}', which failed with: {error}"
         ) from error
-    if not new.built and layer.built:
+    if isinstance(layer, keras.layers.Layer) and not new.built and layer.built:
         build_config = layer.get_build_config()
         if build_config:
             new.build_from_config(build_config)
@@ -78,6 +78,8 @@ def copy_layer(layer, fallback_weights=None):
             `layer` (a layer swapped in place is not in its parent's config).
     """
     new = fresh_copy(layer)
+    if not isinstance(layer, keras.layers.Layer):
+        return new  # A stateless operation of a functional graph (`x[:, 0]`): no assets or weights.
     _copy_assets(layer, new)
     if len(new.weights) == len(layer.weights):
         new.set_weights(layer.get_weights())
@@ -103,7 +105,22 @@ def is_plain_graph_model(model):
     )
 
 
-def transform_layers(model, replace, fallback_weights=None):
+def pair_layers(original, copy):
+    """Returns ``id(layer of copy) -> layer of original``, paired by position.
+
+    A copy rebuilt from a config re-runs constructors, so automatically named
+    layers (``dense``) can get new names (``dense_2``); the position in the
+    layer walk and the class stay the same. Returns an empty dict when the
+    two walks differ in length or classes.
+    """
+    old = original._flatten_layers(include_self=True)
+    new = copy._flatten_layers(include_self=True)
+    if len(old) != len(new) or any(type(a) is not type(b) for a, b in zip(old, new)):
+        return {}
+    return {id(b): a for a, b in zip(old, new)}
+
+
+def transform_layers(model, replace, fallback_weights=None, with_originals=False):
     """Returns a copy of `model` with layers swapped by `replace`.
 
     Args:
@@ -113,24 +130,39 @@ def transform_layers(model, replace, fallback_weights=None):
             a new layer is replaced (and not descended into); for None, its
             sublayers are offered in turn.
         fallback_weights: See `copy_layer`.
+        with_originals: Call ``replace(layer, original)`` instead, with the
+            layer of `model` the copy was made from (see `pair_layers`; the
+            copy itself when no original is known), e.g. to select layers
+            by the names the caller sees.
 
     Returns:
         The transformed copy.
     """
+
+    def offer(root, original):
+        """`replace` for the layers of `root`, a copy of `original`."""
+        if not with_originals:
+            return replace
+        pairs = pair_layers(original, root)
+        return lambda layer: replace(layer, pairs.get(id(layer), layer))
+
     if is_plain_graph_model(model):
 
         def clone(layer):
             new = copy_layer(layer, fallback_weights)
-            replaced = replace(new)
+            if not isinstance(new, keras.layers.Layer):
+                return new
+            replace_here = offer(new, layer)
+            replaced = replace_here(new)
             if replaced is not None:
                 return replaced
-            replace_in_place(new, replace)
+            replace_in_place(new, replace_here)
             return new
 
         cloned = keras.models.clone_model(model, clone_function=clone)
         return cloned
     new = copy_layer(model, fallback_weights)
-    replace_in_place(new, replace)
+    replace_in_place(new, offer(new, model))
     return new
 
 

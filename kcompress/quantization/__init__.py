@@ -5,7 +5,7 @@ from kcompress.quantization.attention import QuantizeAttention
 from kcompress.quantization.base import QuantizeBase
 from kcompress.quantization.config import QuantizationConfig
 from kcompress.quantization.embedding import QuantizeEmbedding
-from kcompress.quantization.kernel import QuantizeKernel
+from kcompress.quantization.kernel import QuantizeKernel, QuantizeSeparableConv
 from kcompress.quantization.layer_norm import QuantizeLayerNorm
 from kcompress.quantization.output import QuantizeOutput
 from kcompress.quantization.quantizers import ActivationQuantizer
@@ -19,6 +19,7 @@ __all__ = [
     "QuantizeKernel",
     "QuantizeLayerNorm",
     "QuantizeOutput",
+    "QuantizeSeparableConv",
     "calibrate",
     "quantization_wrappers",
     "quantize_model",

@@ -7,9 +7,10 @@ import keras
 from kcompress import _surgery
 from kcompress._errors import expected_error
 from kcompress.quantization import config as config_lib
-from kcompress.quantization import quantizers, registry
+from kcompress.quantization import fake_quant, quantizers, registry
 from kcompress.quantization.attention import QuantizeAttention
 from kcompress.quantization.base import QuantizeBase
+from kcompress.quantization.kernel import QuantizeKernel
 
 
 def quantization_wrappers(model):
@@ -44,10 +45,11 @@ def quantize_model(model, config=None, layer_configs=None):
     """Returns a copy of `model` that trains with int8 fake quantization.
 
     Every supported layer (see `registry.QUANTIZABLE`: Dense, EinsumDense,
-    Conv1D/2D, DepthwiseConv2D, Embedding, MultiHeadAttention and keras-hub's
-    attention, LayerNormalization, Add/Concatenate/activations/average
-    pooling) is wrapped so that its weights and the activations the int8
-    TFLite graph holds are rounded as the int8 kernels will round them.
+    Conv1D/2D, DepthwiseConv2D, SeparableConv2D, Embedding,
+    MultiHeadAttention and keras-hub's attention, LayerNormalization,
+    Add/Concatenate/activations/average pooling) is wrapped so that its
+    weights and the activations the int8 TFLite graph holds are rounded as
+    the int8 kernels will round them.
     Train it with `fit` as usual; `tflite_export.convert(..., mode="int8")`
     then writes an int8 `.tflite` whose outputs match it. Works on
     Sequential, functional, subclassed and keras-hub models; the input model
@@ -89,17 +91,18 @@ def quantize_model(model, config=None, layer_configs=None):
         if not _surgery.find_layers(model, lambda layer, p=pattern: fnmatch.fnmatchcase(layer.name, p)):
             raise expected_error(f"layer_configs patterns that match layers of '{model.name}'", pattern=pattern)
 
-    def wrap(layer):
+    def wrap(layer, original):
         entry = registry.lookup(layer)
         if entry is None:
             return None
-        layer_config = choose(layer)
+        # Patterns match the names of the input model's layers (a copy may rename auto-named ones).
+        layer_config = choose(original)
         if layer_config is None:
             return None
         wrapper_class, extra = entry
         return wrapper_class(layer, layer_config, **extra)
 
-    quantized = _surgery.transform_layers(model, wrap)
+    quantized = _surgery.transform_layers(model, wrap, with_originals=True)
     wrappers = quantization_wrappers(quantized)
     if not wrappers:
         raise expected_error(
@@ -109,7 +112,46 @@ def quantize_model(model, config=None, layer_configs=None):
     for wrapper in wrappers:
         if not wrapper.built and wrapper.layer.built:
             _build_wrapper(wrapper)
+    for wrapper in wrappers:
+        if isinstance(wrapper, QuantizeKernel) and _reads_a_view_of_a_quantized_tensor(wrapper):
+            wrapper.quantize_input = False
     return quantized
+
+
+def _view_source(layer):
+    """The `KerasHistory` of the tensor a chain of `registry.VIEWS` turns into `layer`'s input, or None."""
+    if len(layer._inbound_nodes) != 1 or len(layer._inbound_nodes[0].input_tensors) != 1:
+        return None
+    history = layer._inbound_nodes[0].input_tensors[0]._keras_history
+    viewed = False
+    while registry.is_view(history.operation):
+        inputs = history.operation._inbound_nodes[history.node_index].input_tensors
+        if len(inputs) != 1:
+            return None
+        history = inputs[0]._keras_history
+        viewed = True
+    return history if viewed else None
+
+
+def _reads_a_view_of_a_quantized_tensor(layer):
+    """Whether `layer` reads a slice/reshape/... of a tensor that carries an int8 range.
+
+    Such an input is unmarked when `layer` runs (the view is a new tensor),
+    yet the int8 graph keeps the viewed tensor's scale through the view. The
+    producer is run once on zeros to see whether its output is marked (a
+    keras-hub encoder block ends in a quantized LayerNorm, or not).
+    """
+    history = _view_source(layer)
+    if history is None:
+        return False
+    operation, node_index, tensor_index = history
+    node = operation._inbound_nodes[node_index]
+    if node.is_input:
+        return False
+    zeros = {id(t): keras.ops.zeros([1 if d is None else d for d in t.shape], t.dtype) for t in node.input_tensors}
+    args, kwargs = node.arguments.fill_in(zeros)
+    outputs = keras.tree.flatten(operation(*args, **kwargs))
+    return fake_quant.is_marked(outputs[tensor_index])
 
 
 def _build_wrapper(wrapper):

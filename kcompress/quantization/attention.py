@@ -28,8 +28,9 @@ class QuantizeAttention(QuantizeBase):
     """Trains a `MultiHeadAttention` (or a keras-hub subclass) for int8.
 
     Quantizes the four projection kernels per channel, and every tensor
-    the int8 graph holds inside attention: the scaled query, key, value,
-    the masked scores, the softmax probabilities (on TFLite's fixed
+    the int8 graph holds inside attention: the scaled query, key and value
+    (on ranges centred on zero, which XNNPACK needs to run the int8
+    matrix products), the masked scores, the softmax probabilities (on TFLite's fixed
     1/256 grid) and the context before the output projection. The scale
     1/sqrt(key_dim) is applied before the query's range so the converter
     can fold it into the query projection.
@@ -64,8 +65,12 @@ class QuantizeAttention(QuantizeBase):
                     if ties:
                         tied_clusters[name] = ties[0]
         self.tied_clusters = {name: int(count) for name, count in tied_clusters.items()}
-        for role in ("input", "input_value", "input_key", "query", "key", "value", "scores", "context", "output"):
+        for role in ("input", "input_value", "input_key", "scores", "context", "output"):
             self._quantizer(role)
+        # Query, key and value are operands of the two int8 BATCH_MATMULs: with zero point 0 XNNPACK
+        # (LiteRT's CPU delegate) runs them; otherwise they fall back to ~10x slower built-in kernels.
+        for role in ("query", "key", "value"):
+            self._quantizer(role, symmetric=True)
         self._quantizer("probabilities", fixed_range=SOFTMAX_RANGE)
         self._shapes = _built_shapes(layer) if layer.built else None
 
@@ -74,6 +79,8 @@ class QuantizeAttention(QuantizeBase):
 
     def build_from_config(self, config):
         if config and "shapes_dict" in config:
+            # The saved shapes win over those read off the projections of a layer built from its own config.
+            self._shapes = dict(config["shapes_dict"])
             self.build(**config["shapes_dict"])
 
     def build(self, query_shape, value_shape=None, key_shape=None):

@@ -23,8 +23,9 @@ class QuantizationConfig:
             activations (`int16x8` export).
         per_channel: One weight scale per output channel (True) or one per
             tensor (False).
-        symmetric_weights: Symmetric weight grid (zero point 0). TFLite's
-            int8 kernels need symmetric weights.
+        symmetric_weights: Must be True: TFLite's int8 kernels need a
+            symmetric weight grid (zero point 0), the only one supported.
+            Kept so that saved configs load.
         ema_decay: Decay of the moving-average activation ranges, in [0, 1).
         preserve_sparsity: Keep weights that are exactly zero at zero while
             training (for models pruned by `kcompress.pruning`).
@@ -62,6 +63,11 @@ class QuantizationConfig:
         for name in ("per_channel", "symmetric_weights", "preserve_sparsity", "preserve_clusters"):
             if not isinstance(getattr(self, name), bool):
                 raise expected_error(f"{name} to be a bool", **{name: getattr(self, name)})
+        if not self.symmetric_weights:
+            raise expected_error(
+                "symmetric_weights=True: TFLite's int8 kernels need symmetric weights (zero point 0)",
+                symmetric_weights=self.symmetric_weights,
+            )
 
     def get_config(self):
         return dataclasses.asdict(self)

@@ -68,7 +68,34 @@ def fake_quant_range(x, minimum, maximum, bits=8):
     minimum = ops.minimum(ops.cast(minimum, "float32"), 0.0)
     maximum = ops.maximum(ops.cast(maximum, "float32"), minimum + 1e-6)
     maximum = ops.maximum(maximum, 0.0)
+    minimum, maximum = _exact_width(minimum, maximum)
     return tf.quantization.fake_quant_with_min_max_vars(x, minimum, maximum, num_bits=bits, narrow_range=False)
+
+
+def _exact_width(minimum, maximum):
+    """Rounds both ends to a multiple of 2^-20 of the larger magnitude's power of two.
+
+    Then ``maximum - minimum`` is exact in float32. The TFLite converter
+    computes a tensor's scale from these ends sometimes in float32 and
+    sometimes in float64; when the width rounds in float32 the two scales
+    differ in the last bits and an op that must keep its input's scale
+    (STRIDED_SLICE, RESHAPE, ...) fails the converter's equality check.
+    The ends move by at most 2^-21 of the larger one.
+
+    Example:
+
+    >>> import numpy as np
+    >>> low, high = _exact_width(-2.9154413, 2.803309)
+    >>> float(high) - float(low) == float(np.float32(high) - np.float32(low))
+    True
+    """
+    minimum = ops.convert_to_tensor(minimum, "float32")
+    maximum = ops.convert_to_tensor(maximum, "float32")
+    largest = ops.maximum(ops.abs(minimum), ops.abs(maximum))
+    # The power of two at or below `largest`, exactly: its float32 exponent bits.
+    power = tf.bitcast(tf.bitwise.bitwise_and(tf.bitcast(largest, tf.int32), 0x7F800000), tf.float32)
+    unit = power * 2.0**-20
+    return ops.round(minimum / unit) * unit, ops.round(maximum / unit) * unit
 
 
 def fake_quant_constant(x, bits=8):

@@ -35,15 +35,31 @@ class QuantizeOutput(QuantizeBase):
     def __init__(self, layer, config=None, constant=False, inputs=None, **kwargs):
         super().__init__(layer, config, **kwargs)
         self.constant = bool(constant)
-        if inputs is None and layer.built and type(layer) in _CHAINED:
-            shapes = (layer._build_shapes_dict or {}).get("input_shape")
-            inputs = len(shapes) if isinstance(shapes, (list, tuple)) and isinstance(shapes[0], (list, tuple)) else None
-        self.inputs = inputs
         if not self.constant:
             fixed = SOFTMAX_RANGE if isinstance(layer, keras.layers.Softmax) else None
             self._quantizer("output", fixed_range=fixed)
+        if inputs is None and layer.built:
+            inputs = self._count_inputs((layer._build_shapes_dict or {}).get("input_shape"))
+        self._set_inputs(inputs)
+
+    def _count_inputs(self, shapes):
+        """Number of inputs of a chained merge given its input shapes, else None."""
+        if type(self.layer) not in _CHAINED or not isinstance(shapes, (list, tuple)) or not shapes:
+            return None
+        return len(shapes) if isinstance(shapes[0], (list, tuple)) else None
+
+    def _set_inputs(self, inputs):
+        """Records the number of inputs and adds a range for each partial result."""
+        self.inputs = inputs
         for i in range(1, (inputs or 2) - 1):
             self._quantizer(f"partial_{i}")
+
+    def build(self, input_shape=None):
+        # An Add wrapped before it was built learns its number of inputs here, so the config
+        # (and a copy made from it) says how many inputs it was built for.
+        if self.inputs is None:
+            self._set_inputs(self._count_inputs(input_shape))
+        super().build(input_shape)
 
     def call(self, inputs, training=None, **kwargs):
         if self.constant:

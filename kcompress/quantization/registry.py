@@ -5,7 +5,7 @@ import keras
 from kcompress.quantization import layer_norm
 from kcompress.quantization.attention import QuantizeAttention
 from kcompress.quantization.embedding import QuantizeEmbedding
-from kcompress.quantization.kernel import QuantizeKernel
+from kcompress.quantization.kernel import QuantizeKernel, QuantizeSeparableConv
 from kcompress.quantization.layer_norm import QuantizeLayerNorm
 from kcompress.quantization.output import QuantizeOutput
 
@@ -19,6 +19,7 @@ QUANTIZABLE = {
     _L.Conv1D: (QuantizeKernel, None),
     _L.Conv2D: (QuantizeKernel, None),
     _L.DepthwiseConv2D: (QuantizeKernel, None),
+    _L.SeparableConv2D: (QuantizeSeparableConv, None),
     _L.Embedding: (QuantizeEmbedding, None),
     _L.MultiHeadAttention: (QuantizeAttention, None),
     _L.LayerNormalization: (QuantizeLayerNorm, layer_norm.supports),
@@ -40,6 +41,23 @@ QUANTIZABLE = {
 QUANTIZABLE_BY_NAME = {
     "PositionEmbedding": (QuantizeOutput, {"constant": True}),  # keras-hub
 }
+
+
+# Keras operations and layers (by class name) that only select or move values: the int8
+# graph runs them on their input's scale, so their output is as quantized as their input.
+VIEWS = ("GetItem", "Slice", "Reshape", "Squeeze", "ExpandDims", "Transpose", "Flatten", "Permute")
+
+
+def is_view(operation):
+    """Whether `operation` (a Keras layer or op of a functional graph) is in `VIEWS`.
+
+    Example:
+
+    >>> is_view(keras.layers.Reshape((4,))), is_view(keras.layers.Dense(2))
+    (True, False)
+    """
+    cls = type(operation)
+    return cls.__name__ in VIEWS and cls.__module__.startswith("keras.")
 
 
 def lookup(layer):

@@ -48,6 +48,16 @@ def small_cnn():
     return keras.Model(inputs, keras.layers.Dense(3)(x))
 
 
+def separable_cnn():
+    """A CNN with SeparableConv2D layers: with a multiplier and fused ReLU, strided without bias."""
+    inputs = keras.Input((8, 8, 3))
+    x = keras.layers.Conv2D(8, 3, activation="relu")(inputs)
+    x = keras.layers.SeparableConv2D(8, 3, depth_multiplier=2, activation="relu")(x)
+    x = keras.layers.SeparableConv2D(4, 1, strides=2, use_bias=False)(x)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    return keras.Model(inputs, keras.layers.Dense(3)(x))
+
+
 def used_ranges(model):
     """``{(wrapper index, wrapper name, role): (min, max)}`` of every learnt range a call has set.
 

@@ -67,12 +67,24 @@ def test_frozen():
         ({"ema_decay": True}, r"Expected ema_decay in \[0, 1\)\. Received: ema_decay=True"),
         ({"per_channel": "yes"}, r"Expected per_channel to be a bool\. Received: per_channel='yes'"),
         ({"symmetric_weights": 1}, r"Expected symmetric_weights to be a bool\. Received: symmetric_weights=1"),
+        (
+            {"symmetric_weights": False},
+            r"Expected symmetric_weights=True: TFLite's int8 kernels need symmetric weights \(zero point 0\)\. "
+            r"Received: symmetric_weights=False$",
+        ),
         ({"preserve_sparsity": None}, r"Expected preserve_sparsity to be a bool"),
     ],
 )
 def test_errors(kwargs, match):
     with pytest.raises(ValueError, match=match):
         QuantizationConfig(**kwargs)
+
+
+def test_saved_configs_with_symmetric_weights_load():
+    saved = {**QuantizationConfig().get_config(), "symmetric_weights": True}
+    assert config_lib.get(saved) == QuantizationConfig()
+    with pytest.raises(ValueError, match=r"Expected symmetric_weights=True"):
+        config_lib.get({**saved, "symmetric_weights": False})
 
 
 def test_get_rejects_other_types():

@@ -6,12 +6,13 @@ from kcompress import pruning
 from kcompress.quantization import (
     QuantizationConfig,
     QuantizeAttention,
+    QuantizeSeparableConv,
     quantization_wrappers,
     quantize_model,
     strip_quantization,
 )
 from tests.helpers import data_for, functional_attention, mlp, save_and_load
-from tests.quantization.qhelpers import fit
+from tests.quantization.qhelpers import fit, separable_cnn
 
 
 def pruned_and_stripped(model, x, y, sparsity=0.5):
@@ -107,3 +108,58 @@ def test_pruned_attention_qat_keras_file_round_trip(sparse_attention):
     qat = quantize_model(sparse)
     loaded = save_and_load(qat)
     assert attention_projection_zeros(loaded) == attention_projection_zeros(qat)
+
+
+def separable_kernels(model):
+    return {
+        f"{layer.name}/{name}": np.asarray(getattr(layer, name))
+        for layer in model.layers
+        if isinstance(layer, keras.layers.SeparableConv2D)
+        for name in QuantizeSeparableConv.KERNELS
+    }
+
+
+def test_qat_keeps_pruned_separable_conv_zeros():
+    model = separable_cnn()
+    x, y = data_for(model, n=32)
+    sparse = pruned_and_stripped(model, x, y)
+    before = separable_kernels(sparse)
+    assert len(before) == 4 and all((k == 0).any() for k in before.values())
+    qat = quantize_model(sparse)
+    separable = [w for w in quantization_wrappers(qat) if isinstance(w, QuantizeSeparableConv)]
+    assert [w.keep_zeros for w in separable] == [list(QuantizeSeparableConv.KERNELS)] * 2
+    loaded = save_and_load(fit(qat, x, y, steps=1))
+    fit(loaded, x, y, steps=3, learning_rate=1.0)
+    after = separable_kernels(strip_quantization(loaded))
+    for name, kernel in before.items():
+        assert (after[name][kernel == 0] == 0).all(), name
+
+
+def test_qat_keeps_separable_conv_clusters():
+    from kcompress import clustering
+
+    model = separable_cnn()
+    x, y = data_for(model, n=32)
+    clustered = clustering.cluster_weights(model, 6)
+    fit(clustered, x, y, steps=1)
+    stripped = clustering.strip_clustering(clustered)
+    assert all(len(np.unique(k)) <= 6 for k in separable_kernels(stripped).values())
+    qat = quantize_model(stripped, config=QuantizationConfig(preserve_clusters=True))
+    separable = [w for w in quantization_wrappers(qat) if isinstance(w, QuantizeSeparableConv)]
+    assert len(separable) == 2 and all(set(w.tied_clusters) == set(QuantizeSeparableConv.KERNELS) for w in separable)
+    loaded = save_and_load(qat)
+    fit(loaded, x, y, steps=3, learning_rate=0.05)
+    # The float kernels moved, but as tied groups...
+    moved = {n: np.asarray(k) for w in quantization_wrappers(loaded) for n, k in separable_kernels_of(w).items()}
+    assert len(moved) == 4 and all(len(np.unique(k)) <= 6 for k in moved.values())
+    assert any(not np.array_equal(moved[n], k) for n, k in separable_kernels(stripped).items())
+    # ...and once on the int8 grid, each channel has at most 6 levels.
+    for name, kernel in separable_kernels(strip_quantization(loaded)).items():
+        channels = kernel.reshape(-1, kernel.shape[-1] * (kernel.shape[-2] if "depthwise" in name else 1))
+        assert max(len(np.unique(channels[:, c])) for c in range(channels.shape[1])) <= 6, name
+
+
+def separable_kernels_of(wrapper):
+    if not isinstance(wrapper, QuantizeSeparableConv):
+        return {}
+    return {f"{wrapper.layer.name}/{n}": getattr(wrapper.layer, n).numpy() for n in QuantizeSeparableConv.KERNELS}
