@@ -8,7 +8,16 @@ export issue, all in the same run:
 - int8 PTQ: full int8 calibrated on training snippets (what a new user of
   the TF converter gets);
 - int8 QAT: `kcompress.quantization.quantize_model`, ranges calibrated,
-  fine-tuned with fake quantization, converted from its own ranges.
+  fine-tuned with fake quantization on the labels, converted from its own
+  ranges;
+- int8 QAT + distillation: the same, fine-tuned by
+  `kcompress.distillation.Distiller` with the float model as teacher (soft
+  logits and labels), so QAT recovers the float model rather than drifting
+  on new data.
+
+Latencies are measured after every file is written, in interleaved rounds
+(`tflite_export.compare`), so a slow spell of a shared machine hits every
+row alike.
 
 Each row: file size, LiteRT latency (batch 1, 2 threads, median and p90),
 and test accuracy of the `.tflite` itself on held-out snippets. Writes
@@ -44,11 +53,11 @@ def main():
     args = _parse()
     import keras
     import numpy as np
-    from _minilm import fine_tuned_minilm, tflite_accuracy, tokens
+    from _minilm import compile_classifier, fine_tuned_minilm, tflite_accuracy, tokens
     from _results import write_results
 
     import tflite_export
-    from kcompress import quantization
+    from kcompress import distillation, quantization
     from kcompress.data import load_rotten_tomatoes
 
     keras.utils.set_random_seed(0)
@@ -61,17 +70,25 @@ def main():
     x_test = tokens(model.preprocessor, test.texts)
     calibration = {k: v[:200] for k, v in tokens(model.preprocessor, train.texts[:200]).items()}
 
+    def calibrated_qat():
+        qat = quantization.quantize_model(model)
+        quantization.calibrate(qat, {k: v[:64] for k, v in calibration.items()})
+        return qat
+
     print("quantization-aware fine-tuning", flush=True)
-    qat = quantization.quantize_model(model)
-    quantization.calibrate(qat, {k: v[:64] for k, v in calibration.items()})
-    qat.compile(
-        optimizer=keras.optimizers.Adam(2e-5),
-        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-        metrics=["accuracy"],
-    )
+    qat = compile_classifier(calibrated_qat(), 2e-5)
     qat_started = time.perf_counter()
     qat.fit(qat_data.texts, qat_data.labels, batch_size=32, epochs=1, verbose=2)
     qat_seconds = time.perf_counter() - qat_started
+
+    print("quantization-aware fine-tuning, distilled from the float model", flush=True)
+    distilled_qat = calibrated_qat()
+    distiller = distillation.Distiller(model, distilled_qat, temperature=2.0, alpha=0.5)
+    distiller.compile(optimizer=keras.optimizers.Adam(2e-5), metrics=["accuracy"])
+    distilled_started = time.perf_counter()
+    x_qat = tokens(model.preprocessor, qat_data.texts)
+    distiller.fit(x_qat, qat_data.labels, batch_size=32, epochs=1, verbose=2)
+    distilled_seconds = time.perf_counter() - distilled_started
 
     shapes = {k: (args.sequence_length,) for k in x_test}
     rows = []
@@ -82,37 +99,45 @@ def main():
             ("dynamic", model, "dynamic", None),
             ("int8 PTQ", model, "int8", calibration),
             ("int8 QAT (kcompress)", qat, "int8", None),
+            ("int8 QAT + distillation (kcompress)", distilled_qat, "int8", None),
         ]
+        paths = {}
         for name, source, mode, data in plans:
-            path = Path(tmp) / f"{name.split()[0]}_{len(rows)}.tflite"
+            path = paths[name] = Path(tmp) / f"{name.split()[0]}_{len(rows)}.tflite"
             convert_started = time.perf_counter()
             result = tflite_export.convert(
                 source, path, mode=mode, representative_data=data, input_shapes=shapes, allow_float_ops=True
             )
             convert_seconds = time.perf_counter() - convert_started
-            latency = tflite_export.benchmark(path, threads=args.threads, runs=args.runs, warmup=10)
-            accuracy = tflite_accuracy(path, x_test, test.labels, args.threads)
+            file_accuracy = tflite_accuracy(path, x_test, test.labels, args.threads)
             rows.append(
                 {
                     "model": name,
                     "size_mb": result.size_bytes / 1e6,
-                    "median_ms": latency.median_ms,
-                    "p90_ms": latency.p90_ms,
-                    "accuracy": accuracy,
+                    "accuracy": file_accuracy,
                     "full_integer": result.model.is_full_integer(),
                     "ops": len(result.model.ops),
                     "convert_s": convert_seconds,
                 }
             )
             print(
-                f"{name:>22}: {rows[-1]['size_mb']:6.1f} MB  {latency.median_ms:6.2f} ms (p90 "
-                f"{latency.p90_ms:.2f})  accuracy {accuracy:.3f}  full int {rows[-1]['full_integer']}",
+                f"{name:>36}: {rows[-1]['size_mb']:6.1f} MB  accuracy {file_accuracy:.3f}  "
+                f"full int {rows[-1]['full_integer']}",
                 flush=True,
             )
-        op_table = tflite_export.describe(Path(tmp) / f"int8_{len(rows) - 1}.tflite").table()
+        print("LiteRT latency, interleaved rounds", flush=True)
+        latencies = tflite_export.compare(paths, threads=args.threads, runs=args.runs, rounds=5, warmup=10)
+        for row in rows:
+            latency = latencies[row["model"]]
+            row.update(median_ms=latency.median_ms, p90_ms=latency.p90_ms)
+            print(f"{row['model']:>36}: {latency}", flush=True)
+        op_table = tflite_export.describe(paths["int8 QAT (kcompress)"]).table()
 
     keras_accuracy = float(np.mean(np.argmax(model.predict(test.texts, batch_size=64, verbose=0), -1) == test.labels))
     qat_keras_accuracy = float(np.mean(np.argmax(qat.predict(test.texts, batch_size=64, verbose=0), -1) == test.labels))
+    distilled_keras_accuracy = float(
+        np.mean(np.argmax(distilled_qat.predict(test.texts, batch_size=64, verbose=0), -1) == test.labels)
+    )
     base = rows[0]
     for row in rows:
         row["size_ratio"] = row["size_mb"] / base["size_mb"]
@@ -134,8 +159,9 @@ def main():
         )
     lines += [
         "",
-        f"Keras accuracy: float {keras_accuracy:.3f}, QAT model {qat_keras_accuracy:.3f}. "
-        f"QAT fine-tuning took {qat_seconds:.0f} s.",
+        f"Keras accuracy: float {keras_accuracy:.3f}, QAT model {qat_keras_accuracy:.3f}, distilled QAT model "
+        f"{distilled_keras_accuracy:.3f}. QAT fine-tuning took {qat_seconds:.0f} s, "
+        f"distilled {distilled_seconds:.0f} s.",
         "",
         "Ops of the int8 QAT model:",
         "",
@@ -152,6 +178,8 @@ def main():
         "keras_accuracy": keras_accuracy,
         "qat_keras_accuracy": qat_keras_accuracy,
         "qat_fit_seconds": qat_seconds,
+        "distilled_qat_keras_accuracy": distilled_keras_accuracy,
+        "distilled_qat_fit_seconds": distilled_seconds,
         "rows": rows,
         "total_seconds": time.perf_counter() - started,
     }
