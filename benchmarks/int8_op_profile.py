@@ -3,7 +3,16 @@
 LiteRT's Python API has no per-op profiler, so each op of the int8 MiniLM
 graph (sequence length 64, hidden 384, 12 heads, FFN 1536) is converted
 alone to an int8 `.tflite` and timed on LiteRT (2 threads); the time per op
-times the op's count in the 6-layer model estimates its share.
+times the op's count in the 6-layer model estimates its share. The
+"XNNPACK" column says whether LiteRT's default CPU delegate takes the op;
+ops it does not take run on LiteRT's built-in kernels (and split the
+delegated graph).
+
+The BATCH_MATMUL rows show what this profile found: XNNPACK runs an int8
+matrix product only when its operands have zero point 0. With asymmetric
+query/key/value ranges the 12 products of MiniLM fell back to the built-in
+kernel, about 20x slower; `kcompress.quantization` now gives them symmetric
+ranges.
 
 Run: ``python benchmarks/int8_op_profile.py``. Writes
 ``benchmarks/results/int8_op_profile.json`` and ``.md``.
@@ -24,6 +33,7 @@ def main():
     from _results import write_results
 
     from tflite_export import benchmark
+    from tflite_export._runner import make_interpreter
 
     fq = tf.quantization.fake_quant_with_min_max_vars
     rng = np.random.default_rng(0)
@@ -39,10 +49,18 @@ def main():
         ("FULLY_CONNECTED 384->1536", [1, 64, 384], lambda x: fq(fq(x, -4.0, 4.0) @ w_up, -30.0, 30.0), 6),
         ("FULLY_CONNECTED 1536->384", [1, 64, 1536], lambda x: fq(fq(x, -4.0, 4.0) @ w_down, -30.0, 30.0), 6),
         (
-            "BATCH_MATMUL 64x32x64",
+            "BATCH_MATMUL 64x32x64, zero point 0",
             [1, 12, 64, 32],
-            lambda x: fq(tf.matmul(fq(x, -4.0, 4.0), fq(x, -4.0, 4.0), transpose_b=True), -30.0, 30.0),
+            lambda x: fq(
+                tf.matmul(fq(x, -4.0, 4.0 * 127 / 128), fq(x, -4.0, 4.0 * 127 / 128), transpose_b=True), -30.0, 30.0
+            ),
             12,
+        ),
+        (
+            "BATCH_MATMUL 64x32x64, zero point != 0 (before)",
+            [1, 12, 64, 32],
+            lambda x: fq(tf.matmul(fq(x, -3.0, 5.0), fq(x, -3.0, 5.0), transpose_b=True), -30.0, 30.0),
+            0,
         ),
         ("SOFTMAX 12x64x64", [1, 12, 64, 64], lambda x: fq(tf.nn.softmax(fq(x, -8.0, 8.0)), 0.0, 255 / 256), 6),
         ("GELU 64x1536", [1, 64, 1536], lambda x: fq(tf.nn.gelu(fq(x, -8.0, 8.0)), -1.0, 8.0), 6),
@@ -72,13 +90,34 @@ def main():
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
         converter.inference_input_type = tf.int8
         converter.inference_output_type = tf.int8
-        latency = benchmark(converter.convert(), threads=2, runs=300, warmup=20)
-        rows.append({"op": name, "us": latency.median_ms * 1000, "count": count, "ms": latency.median_ms * count})
-        print(f"{name:28s} {rows[-1]['us']:8.1f} us x{count:3d} = {rows[-1]['ms']:6.2f} ms", flush=True)
+        flatbuffer = converter.convert()
+        latency = benchmark(flatbuffer, threads=2, runs=300, warmup=20)
+        interpreter = make_interpreter(flatbuffer, num_threads=2)
+        interpreter.allocate_tensors()  # LiteRT applies its default delegate here.
+        delegated = any(op["op_name"] == "DELEGATE" for op in interpreter._get_ops_details())
+        rows.append(
+            {
+                "op": name,
+                "us": latency.median_ms * 1000,
+                "count": count,
+                "ms": latency.median_ms * count,
+                "xnnpack": delegated,
+            }
+        )
+        print(
+            f"{name:48s} {rows[-1]['us']:8.1f} us x{count:3d} = {rows[-1]['ms']:6.2f} ms  XNNPACK {delegated}",
+            flush=True,
+        )
     total = sum(r["ms"] for r in rows)
-    lines = ["| op (int8) | µs per op | count in MiniLM | ms in MiniLM | share |", "| --- | --- | --- | --- | --- |"]
+    lines = [
+        "| op (int8) | XNNPACK | µs per op | count in MiniLM | ms in MiniLM | share |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
     for r in sorted(rows, key=lambda r: -r["ms"]):
-        lines.append(f"| {r['op']} | {r['us']:.1f} | {r['count']} | {r['ms']:.2f} | {r['ms'] / total:.0%} |")
+        lines.append(
+            f"| {r['op']} | {'yes' if r['xnnpack'] else 'no'} | {r['us']:.1f} | {r['count']} | {r['ms']:.2f} | "
+            f"{r['ms'] / total:.0%} |"
+        )
     lines.append(f"| total of these ops | | | {total:.2f} | |")
     table = "\n".join(lines)
     print("\n" + table)
