@@ -98,3 +98,18 @@ def run_tfmot_baseline(
         f"tfmot baseline {task!r} printed no JSON result; stdout tail:\n"
         f"{_tail(proc.stdout)}\nstderr tail:\n{_tail(proc.stderr)}"
     )
+
+
+def run_tfmot_baselines(args, tasks):
+    """`run_tfmot_baseline` for each task, with the overhead scripts' flags."""
+    return {
+        task: run_tfmot_baseline(
+            task,
+            epochs=args.epochs,
+            batch_size=args.batch_size,
+            samples=args.samples,
+            seed=args.seed,
+            repeats=args.repeats,
+        )
+        for task in tasks
+    }

@@ -27,7 +27,7 @@ import keras  # noqa: E402
 from _mlp_task import make_data  # noqa: E402
 from _overhead import build_mlp, parse_args, ratios, run_header, timed_fit  # noqa: E402
 from _results import write_results  # noqa: E402
-from _subprocess import run_tfmot_baseline  # noqa: E402
+from _subprocess import run_tfmot_baselines  # noqa: E402
 
 from kcompress import pruning  # noqa: E402
 
@@ -67,17 +67,7 @@ def main():
             [time_fit(task, x, y, args.epochs, args.batch_size, args.seed + i) for i in range(args.repeats)]
         )
         print(f"keras3 {task}: {ours[task]['epoch_s_median']:.3f} s/epoch", flush=True)
-    tfmot = {
-        task: run_tfmot_baseline(
-            task,
-            epochs=args.epochs,
-            batch_size=args.batch_size,
-            samples=args.samples,
-            seed=args.seed,
-            repeats=args.repeats,
-        )
-        for task in ("plain", "prune")
-    }
+    tfmot = run_tfmot_baselines(args, ("plain", "prune"))
     kc_ratio, tfmot_ratio = ratios(ours, tfmot, "prune")
     rows = [
         ("plain Keras 3 fit", ours["plain"], 1.0),

@@ -31,7 +31,7 @@ import keras  # noqa: E402
 from _mlp_task import make_data  # noqa: E402
 from _overhead import build_mlp, parse_args, ratios, run_header, timed_fit  # noqa: E402
 from _results import write_results  # noqa: E402
-from _subprocess import run_tfmot_baseline  # noqa: E402
+from _subprocess import run_tfmot_baselines  # noqa: E402
 
 import tflite_export  # noqa: E402
 from kcompress import quantization  # noqa: E402
@@ -85,17 +85,7 @@ def main():
         f"within one step {export['within_one_step']:.4f}",
         flush=True,
     )
-    tfmot = {
-        task: run_tfmot_baseline(
-            task,
-            epochs=args.epochs,
-            batch_size=args.batch_size,
-            samples=args.samples,
-            seed=args.seed,
-            repeats=args.repeats,
-        )
-        for task in ("plain", "qat")
-    }
+    tfmot = run_tfmot_baselines(args, ("plain", "qat"))
     kc_ratio, tfmot_ratio = ratios(ours, tfmot, "qat")
     print(
         f"kcompress QAT / plain Keras 3: {kc_ratio:.2f}x; tfmot QAT / plain tf_keras: "

@@ -52,8 +52,7 @@ def _parse():
 def main():
     args = _parse()
     import keras
-    import numpy as np
-    from _minilm import compile_classifier, fine_tuned_minilm, tflite_accuracy, tokens
+    from _minilm import accuracy, compile_classifier, fine_tuned_minilm, tflite_accuracy, tokens
     from _results import write_results
 
     import tflite_export
@@ -133,10 +132,8 @@ def main():
             print(f"{row['model']:>36}: {latency}", flush=True)
         op_table = tflite_export.describe(paths["int8 QAT (kcompress)"]).table()
 
-    keras_accuracy = float(np.mean(np.argmax(model.predict(test.texts, batch_size=64, verbose=0), -1) == test.labels))
-    qat_keras_accuracy = float(np.mean(np.argmax(qat.predict(test.texts, batch_size=64, verbose=0), -1) == test.labels))
-    distilled_keras_accuracy = float(
-        np.mean(np.argmax(distilled_qat.predict(test.texts, batch_size=64, verbose=0), -1) == test.labels)
+    keras_accuracy, qat_keras_accuracy, distilled_keras_accuracy = (
+        accuracy(m, test.texts, test.labels) for m in (model, qat, distilled_qat)
     )
     base = rows[0]
     for row in rows:

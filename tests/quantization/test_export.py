@@ -11,7 +11,6 @@ from hypothesis import strategies as st
 from kcompress.quantization import QuantizeSeparableConv, calibrate, quantization_wrappers, quantize_model
 from tests.helpers import bert_inputs, data_for, mlp, save_and_load, tiny_bert_classifier
 from tests.quantization.qhelpers import fit, outputs, separable_cnn, small_cnn
-from tflite_export._runner import make_interpreter
 from tflite_export.convert import MODES, convert
 from tflite_export.verify import verify
 
@@ -97,17 +96,14 @@ def test_qat_int8_keras_hub_bert(tmp_path):
     print(f"BERT int8 vs QAT: {check}")
     # XNNPACK runs an int8 BATCH_MATMUL only when its operands have zero point 0 (else the
     # built-in kernel, ~10x slower at MiniLM shapes): query, key and value ranges are symmetric.
-    zero_points = batch_matmul_operand_zero_points(conversion.path)
+    zero_points = batch_matmul_operand_zero_points(conversion.model)
     assert len(zero_points) == 6 and set(zero_points) == {0}, zero_points  # 2 layers x (q, k, v)
 
 
-def batch_matmul_operand_zero_points(path):
+def batch_matmul_operand_zero_points(described):
     """Zero points of the BATCH_MATMUL operands other than softmax probabilities (fixed 1/256 grid)."""
-    with open(path, "rb") as f:
-        interpreter = make_interpreter(f.read(), delegates=False)
-    tensors = {t["index"]: t["quantization_parameters"] for t in interpreter.get_tensor_details()}
-    operands = [i for op in interpreter._get_ops_details() if op["op_name"] == "BATCH_MATMUL" for i in op["inputs"]]
-    return [int(tensors[i]["zero_points"][0]) for i in operands if tensors[i]["scales"][0] != 1 / 256]
+    operands = [t for op in described.ops if op.name == "BATCH_MATMUL" for t in op.inputs]
+    return [t.zero_point for t in operands if t.scale != 1 / 256]
 
 
 def test_calibrated_only_keras_hub_bert_converts(tmp_path):
