@@ -20,11 +20,18 @@ import os
 import keras
 from keras.src.models.functional import Functional
 
+from kcompress import _swaps
+
 
 def fresh_copy(layer):
-    """Returns a new layer or model built from `layer`'s config (new weights)."""
+    """Returns a new layer or model built from `layer`'s config (new weights).
+
+    Layers swapped in place are left out: the copy has the layers its
+    class builds (see `copy_layer`'s ``fallback_weights``).
+    """
     try:
-        config = keras.saving.serialize_keras_object(layer)
+        with _swaps.without_swaps(layer):
+            config = keras.saving.serialize_keras_object(layer)
         new = keras.saving.deserialize_keras_object(config)
     except Exception as error:
         raise ValueError(
@@ -221,13 +228,15 @@ def replace_in_place(root, replace):
 
     visit(root)
     for old, new in swaps.values():
+        if isinstance(new, keras.layers.Wrapper):
+            _swaps.mark_swapped_in(new)  # Not in `root`'s config: saved by `_swaps`.
         new._inbound_nodes = old._inbound_nodes
         new._outbound_nodes = old._outbound_nodes
         for node in old._inbound_nodes:
             node.operation = new
     for parent in parents:
         _rebind(parent, swaps)
-    return root
+    return _swaps.record_swaps(root)
 
 
 def _allow_export(tracked_list):
@@ -278,6 +287,10 @@ def _rebind(parent, swaps):
             for key, item in list(value.items()):
                 if id(item) in swaps:
                     value[key] = swaps[id(item)][1]
+                elif isinstance(item, list) and any(id(v) in swaps for v in item):
+                    # A functional model's `_operations_by_depth`: depth -> layers.
+                    item[:] = [_swap(v, swaps) for v in item]
+                    _allow_export(item)
     if isinstance(parent, Functional):
         # Functional.get_config keys its nodes by id(operation).
         for old, new in swaps.values():

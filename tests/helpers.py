@@ -114,3 +114,9 @@ MODEL_KINDS = {
     "subclassed": subclassed_mlp,
     "keras_hub_bert": tiny_bert_classifier,
 }
+
+
+def is_same_kind(copy, model):
+    """A wrapped copy keeps its model's class; a keras-hub or subclassed one is a same-named
+    subclass of it that only saves differently (`kcompress._swaps`)."""
+    return isinstance(copy, type(model)) and type(copy).__name__ == type(model).__name__

@@ -184,22 +184,9 @@ def run_qat(context, model):
     return qat
 
 
-def _save_qat(model, directory, context):
-    # keras-hub models rebuild their own layers from their config, so a QAT
-    # copy is saved as weights and rebuilt from the previous stage's model.
-    model.save_weights(os.path.join(directory, "model.weights.h5"))
-
-
-def _load_qat(directory, context, previous):
-    with context.scope():
-        model = quantization.quantize_model(previous)
-    model.load_weights(os.path.join(directory, "model.weights.h5"))
-    return model
-
-
 STAGES = (
     Stage("teacher", ("teacher",), run_teacher, _save_keras, _load_teacher),
     Stage("distill", ("teacher", "distill"), run_distill, _save_keras, _load_keras),
     Stage("prune", ("teacher", "distill", "prune"), run_prune, _save_keras, _load_keras),
-    Stage("qat", ("teacher", "distill", "prune", "qat"), run_qat, _save_qat, _load_qat),
+    Stage("qat", ("teacher", "distill", "prune", "qat"), run_qat, _save_keras, _load_keras),
 )

@@ -57,6 +57,18 @@ def test_pruned_stage_holds_the_sparsity(finished):
     np.testing.assert_allclose(np.mean(np.asarray(kernel) == 0), 0.5, atol=0.05)
 
 
+def test_qat_stage_file_loads_as_a_qat_model_with_its_preprocessor(finished):
+    import keras
+
+    from kcompress import quantization
+
+    _, result = finished
+    model = keras.models.load_model(os.path.join(result.out, "04_qat", "model.keras"))
+    assert type(model).__name__ == "BertTextClassifier" and model.preprocessor is not None
+    assert len(quantization.quantization_wrappers(model)) > 0
+    assert model.predict(["a fine film", "a dull one"], verbose=0).shape == (2, 2)
+
+
 def test_a_second_run_resumes_everything_without_rewriting(finished):
     config, result = finished
     stamps = {name: os.stat(os.path.join(result.out, name, "stage.json")).st_mtime_ns for name in STAGE_FOLDERS}

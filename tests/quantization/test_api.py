@@ -17,6 +17,7 @@ from tests.helpers import (
     data_for,
     functional_attention,
     functional_cnn,
+    is_same_kind,
     mlp,
     save_and_load,
     subclassed_mlp,
@@ -69,7 +70,7 @@ def test_quantize_wraps_fits_and_leaves_the_input_model_alone(kind):
     reference = outputs(model, x)
 
     qat = quantize_model(model)
-    assert type(qat) is type(model)
+    assert is_same_kind(qat, model)
     assert wrapped(qat) == expected
     assert not quantization_wrappers(model)
     fit(qat, x, y, steps=2, run_eagerly=False)  # Graph mode: the wrappers trace in a train step.

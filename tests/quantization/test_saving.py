@@ -221,16 +221,25 @@ def test_keras_hub_bert_weights_checkpoint_round_trip(bert_qat):
     assert used_ranges(fresh) == used_ranges(qat)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=ValueError,
-    reason="known limit: a keras-hub model's config does not list the wrappers swapped in place, "
-    "so a QAT keras-hub `.keras` file saves but fails to load ('expected 1 variables, but received 0')",
-)
 def test_keras_hub_bert_keras_file_round_trip(bert_qat):
+    # A keras-hub config rebuilds plain layers: the file also says where each wrapper sits.
     qat, x = bert_qat
-    loaded = save_and_load(qat)
+    path, config = keras_config(qat)
+    assert config["registered_name"] == "kcompress>LayersSwappedInPlace"
+    assert len(config["config"]["swapped"]) == len(quantization_wrappers(qat))
+    loaded = keras.models.load_model(path)
+    assert isinstance(loaded, keras_hub.models.BertTextClassifier)
+    assert type(loaded).__name__ == "BertTextClassifier"
+    assert [type(w) for w in quantization_wrappers(loaded)] == [type(w) for w in quantization_wrappers(qat)]
+    assert used_ranges(loaded) == used_ranges(qat)
     np.testing.assert_allclose(outputs(loaded, x), outputs(qat, x), atol=1e-6)
+    # It trains on: the ranges it loaded move.
+    y = np.arange(len(x["token_ids"])) % 2
+    fit(loaded, x, y, steps=1, learning_rate=1e-2)
+    assert used_ranges(loaded) != used_ranges(qat)
+    # Stripped, it is a plain keras-hub model again: the file needs no kcompress.
+    _, stripped_config = keras_config(strip_quantization(loaded))
+    assert "kcompress" not in json.dumps(stripped_config)
 
 
 def keras_config(model):
