@@ -103,10 +103,10 @@ def fake_quant_constant(x, bits=8):
     return fake_quant_range(x, ops.min(x), ops.max(x), bits)
 
 
-def mark(x):
-    """Records that `x` already carries an int8 range (best effort)."""
+def mark(x, quantizer=None):
+    """Records that `x` already carries an int8 range, and which quantizer gave it (best effort)."""
     try:
-        setattr(x, _MARK, True)
+        setattr(x, _MARK, quantizer if quantizer is not None else True)
     except (AttributeError, TypeError):
         pass
     return x
@@ -115,3 +115,9 @@ def mark(x):
 def is_marked(x):
     """True if `x` came out of a kcompress activation quantizer."""
     return bool(getattr(x, _MARK, False))
+
+
+def quantizer_of(x):
+    """The `ActivationQuantizer` whose grid `x` is on, if `mark` was told; else None."""
+    source = getattr(x, _MARK, None)
+    return None if source is None or source is True else source

@@ -56,9 +56,16 @@ class QuantizeLayerNorm(QuantizeBase):
     def call(self, inputs, training=None):
         q = self._quantizers
         norm = self.layer
-        x = q["input"](inputs, training=training)
+        # An input a quantized layer produced keeps its grid (quantized twice, the int8 graph would
+        # keep one of the two ranges), and the mean goes on that same grid: TFLite's int8 MEAN
+        # rounds twice when its output scale differs from its input's.
+        x = self._quantize_input(inputs, training)
+        grid = q["input"] if x is not inputs else fake_quant.quantizer_of(inputs)
+        if grid is None:  # Quantized upstream on a grid not known here: learn one for the mean.
+            grid = q["input"]
+            grid.observe(inputs, training=training)
         depth = int(x.shape[-1])
-        mean = q["input"].apply(ops.mean(x, axis=-1, keepdims=True))
+        mean = grid.apply(ops.mean(x, axis=-1, keepdims=True))
         centered = q["centered"](x - mean, training=training)
         # TFLite fuses l2_normalize into L2_NORMALIZATION only for epsilon < 1e-3.
         epsilon = min(max(float(norm.epsilon) * depth, 1e-12), 1e-4)

@@ -118,16 +118,20 @@ class ActivationQuantizer(keras.layers.Layer):
         self.range_max.assign(keep * self.range_max.value + (1.0 - keep) * batch_max)
         self.initialized.assign(1.0)
 
-    def call(self, x, training=None):
+    def observe(self, x, training=None):
+        """Updates the range from `x` as a training (or calibrating) call does, without quantizing."""
         if self.fixed_range is None and (training or is_calibrating()):
             self.update_range(x)
+
+    def call(self, x, training=None):
+        self.observe(x, training)
         low, high = self.current_range()
-        return fake_quant.mark(fake_quant.fake_quant_range(x, low, high, self.config.activation_bits))
+        return fake_quant.mark(fake_quant.fake_quant_range(x, low, high, self.config.activation_bits), self)
 
     def apply(self, x):
         """Fake-quantizes `x` on the current range without updating it."""
         low, high = self.current_range()
-        return fake_quant.mark(fake_quant.fake_quant_range(x, low, high, self.config.activation_bits))
+        return fake_quant.mark(fake_quant.fake_quant_range(x, low, high, self.config.activation_bits), self)
 
     def compute_output_spec(self, x, training=None):
         return keras.KerasTensor(x.shape, dtype="float32")
