@@ -52,4 +52,6 @@ def tie(values, assignments, number_of_clusters):
     counts = ops.segment_sum(ops.ones_like(flat), ids, num_segments=number_of_clusters)
     means = ops.take(sums / ops.maximum(counts, 1.0), ids)
     shared = ops.take(ops.segment_max(ops.stop_gradient(flat), ids, num_segments=number_of_clusters), ids)
-    return ops.reshape(means + ops.stop_gradient(shared - means), ops.shape(values))
+    # `means - stop_gradient(means)` is exactly 0 forward (`means + (shared - means)` is not
+    # when the difference is subnormal and the CPU flushes it to zero).
+    return ops.reshape(shared + (means - ops.stop_gradient(means)), ops.shape(values))

@@ -107,3 +107,10 @@ def test_tie_gives_each_member_its_cluster_mean_gradient():
     with tf.GradientTape() as tape:
         loss = tf.reduce_sum(tying.tie(values, np.array([0, 0, 0, 1]), 2) * tf.constant([1.0, 2.0, 6.0, 5.0]))
     np.testing.assert_allclose(tape.gradient(loss, values).numpy(), [3.0, 3.0, 3.0, 5.0])
+
+
+def test_tie_is_exact_for_tiny_values():
+    # Found by the property above: 3.4776987e-34 * 8 values; `mean + (shared - mean)` lost the
+    # subnormal difference and returned the float32 mean instead of the shared value.
+    values = np.full((2, 4), 3.4776988889640356e-34, np.float32)
+    np.testing.assert_array_equal(np.asarray(tying.tie(values, np.zeros((2, 4), "int32"), 1)), values)
