@@ -26,6 +26,12 @@ class QuantizationConfig:
         symmetric_weights: Must be True: TFLite's int8 kernels need a
             symmetric weight grid (zero point 0), the only one supported.
             Kept so that saved configs load.
+        symmetric_activations: Centre every learnt activation range on zero
+            (zero point 0), as TensorRT's explicit int8 (ONNX
+            QuantizeLinear/DequantizeLinear) needs. A range that starts at
+            zero (after a ReLU) then uses half the grid. Off by default: the
+            TFLite kernels run asymmetric ranges, and ranges fixed by them
+            (softmax, L2 normalization) stay as they are either way.
         ema_decay: Decay of the moving-average activation ranges, in [0, 1).
         preserve_sparsity: Keep weights that are exactly zero at zero while
             training (for models pruned by `kcompress.pruning`).
@@ -45,6 +51,7 @@ class QuantizationConfig:
     activation_bits: int = 8
     per_channel: bool = True
     symmetric_weights: bool = True
+    symmetric_activations: bool = False
     ema_decay: float = 0.99
     preserve_sparsity: bool = True
     preserve_clusters: bool = False
@@ -60,7 +67,8 @@ class QuantizationConfig:
         decay = self.ema_decay
         if isinstance(decay, bool) or not isinstance(decay, (int, float)) or not 0.0 <= decay < 1.0:
             raise expected_error("ema_decay in [0, 1)", ema_decay=decay)
-        for name in ("per_channel", "symmetric_weights", "preserve_sparsity", "preserve_clusters"):
+        flags = ("per_channel", "symmetric_weights", "symmetric_activations", "preserve_sparsity", "preserve_clusters")
+        for name in flags:
             if not isinstance(getattr(self, name), bool):
                 raise expected_error(f"{name} to be a bool", **{name: getattr(self, name)})
         if not self.symmetric_weights:

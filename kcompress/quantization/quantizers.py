@@ -65,7 +65,8 @@ class ActivationQuantizer(keras.layers.Layer):
             with ``m`` the larger of the learnt ``-min`` and ``max``. The
             second operand of an int8 matrix product needs it for XNNPACK
             (LiteRT's CPU delegate) to run the product; TensorRT needs it
-            for every activation.
+            for every activation (`QuantizationConfig.symmetric_activations`
+            turns it on for all of them).
         **kwargs: Base layer arguments.
 
     Example:
@@ -100,7 +101,7 @@ class ActivationQuantizer(keras.layers.Layer):
         """The ``(min, max)`` range as tensors."""
         if self.fixed_range is not None:
             return self.fixed_range
-        if self.symmetric:
+        if self.symmetric or self.config.symmetric_activations:
             # 2^(bits-1) levels each side of zero: the grid's zero point is exactly 0.
             levels = 2.0 ** (self.config.activation_bits - 1)
             magnitude = ops.maximum(-self.range_min.value, self.range_max.value)

@@ -14,6 +14,7 @@ def test_defaults_are_tflite_int8():
         "activation_bits": 8,
         "per_channel": True,
         "symmetric_weights": True,
+        "symmetric_activations": False,
         "ema_decay": 0.99,
         "preserve_sparsity": True,
         "preserve_clusters": False,
@@ -28,6 +29,7 @@ def test_defaults_are_tflite_int8():
         {"weight_bits": 4},
         {"weight_bits": 2, "activation_bits": 16, "per_channel": False, "ema_decay": 0.0},
         {"preserve_sparsity": False, "ema_decay": 0.5},
+        {"symmetric_activations": True},
     ],
 )
 def test_keras_serialization_round_trip(kwargs):
@@ -73,6 +75,7 @@ def test_frozen():
             r"Received: symmetric_weights=False$",
         ),
         ({"preserve_sparsity": None}, r"Expected preserve_sparsity to be a bool"),
+        ({"symmetric_activations": "on"}, r"Expected symmetric_activations to be a bool\. Received: .*='on'"),
     ],
 )
 def test_errors(kwargs, match):

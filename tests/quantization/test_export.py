@@ -4,14 +4,23 @@ import os
 
 import keras
 import numpy as np
+import onnx
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from onnx import numpy_helper
 
-from kcompress.quantization import QuantizeSeparableConv, calibrate, quantization_wrappers, quantize_model
+from kcompress.quantization import (
+    QuantizationConfig,
+    QuantizeSeparableConv,
+    calibrate,
+    quantization_wrappers,
+    quantize_model,
+)
 from tests.helpers import bert_inputs, data_for, mlp, save_and_load, tiny_bert_classifier
 from tests.quantization.qhelpers import fit, outputs, separable_cnn, small_cnn
 from tflite_export.convert import MODES, convert
+from tflite_export.onnx import to_onnx
 from tflite_export.verify import verify
 
 
@@ -20,9 +29,9 @@ def cumsum_last(t):
     return keras.ops.cumsum(t, axis=-1)
 
 
-def qat_int8(model, x, y, path, steps=3, run_eagerly=True, **convert_kwargs):
+def qat_int8(model, x, y, path, steps=3, run_eagerly=True, config=None, **convert_kwargs):
     """quantize_model -> fit -> calibrate -> convert int8 -> verify."""
-    qat = fit(quantize_model(model), x, y, steps=steps, run_eagerly=run_eagerly)
+    qat = fit(quantize_model(model, config), x, y, steps=steps, run_eagerly=run_eagerly)
     calibrate(qat, x)
     conversion = convert(qat, path, mode="int8", **convert_kwargs)
     return qat, conversion, verify(qat, conversion.path, x)
@@ -292,3 +301,22 @@ def test_int8_within_one_step_over_mlp_shapes(hidden, inputs, outputs, seed, tmp
     _, conversion, check = qat_int8(model, x, y, path, steps=2)
     assert conversion.model.is_full_integer()
     assert check.within_one_step >= 0.95, str(check)
+
+
+def test_symmetric_activations_have_zero_point_0_in_tflite_and_onnx(tmp_path):
+    # TensorRT's explicit int8 wants every activation on a range centred on zero.
+    model = mlp()
+    x, y = data_for(model, n=64)
+    config = QuantizationConfig(symmetric_activations=True)
+    qat, conversion, check = qat_int8(model, x, y, tmp_path / "mlp.tflite", run_eagerly=False, config=config)
+    assert conversion.model.is_full_integer(), str(conversion)
+    activations = [t for op in conversion.model.ops for t in op.inputs + op.outputs if not t.is_constant]
+    assert len(activations) >= 4 and {(t.dtype, t.zero_point) for t in activations} == {("int8", 0)}
+    assert check.within_one_step >= 0.95 and check.agreement >= 0.95, str(check)
+    # The same ranges become the ONNX QuantizeLinear/DequantizeLinear pairs, all with zero point 0.
+    exported = to_onnx(qat, tmp_path / "mlp.onnx", check_data=x)
+    assert exported.qdq_pairs == 3
+    graph = onnx.load(str(tmp_path / "mlp.onnx")).graph
+    constants = {i.name: numpy_helper.to_array(i) for i in graph.initializer}
+    zero_points = [constants[n.input[2]] for n in graph.node if n.op_type == "QuantizeLinear"]
+    assert len(zero_points) == 3 and all(int(z) == 0 for z in zero_points)
