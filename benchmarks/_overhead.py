@@ -55,6 +55,22 @@ def timed_fit(model, x, y, epochs, batch_size, callbacks=()):
     }
 
 
+def interleaved_fits(tasks, repeats, fit):
+    """``fit(task, repeat)`` for each repeat of each task, interleaved; each task's fastest run.
+
+    Interleaving (plain, task, plain, task, ...) keeps a slow spell of a
+    shared machine from landing on one task only. `fit` returns a row (with
+    ``epoch_s_median``) or ``(row, model)``; the result maps each task to the
+    fastest one, as returned.
+    """
+    runs = {task: [] for task in tasks}
+    for repeat in range(repeats):
+        for task in tasks:
+            runs[task].append(fit(task, repeat))
+    row = lambda run: run[0] if isinstance(run, tuple) else run
+    return {task: min(results, key=lambda run: row(run)["epoch_s_median"]) for task, results in runs.items()}
+
+
 def parse_args(doc, epochs, repeats):
     """The shared flags; the first epoch (tracing) is never timed, so at least 2."""
     parser = argparse.ArgumentParser(description=doc.splitlines()[0])

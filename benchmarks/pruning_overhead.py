@@ -2,11 +2,14 @@
 
 Same MLP (128 -> 512 -> 512 -> 2), data, epochs and batch size for:
 plain Keras 3 `fit`; kcompress pruning `fit` (PolynomialDecay to 80%,
-frequency 100, both libraries' default); tfmot pruning of an identical tf_keras model, run in a
-subprocess because importing tfmot switches a process to legacy Keras.
-Each framework's ratio is to its own plain `fit` measured in the same run
-(tfmot's to plain tf_keras), and the steady-state epoch time (median of
-epochs after the first, which includes tracing) is compared.
+frequency 100, both libraries' default); tfmot pruning of an identical
+tf_keras model, run in a subprocess because importing tfmot switches a
+process to legacy Keras. Each framework's ratio is to its own plain `fit`
+measured in the same run (tfmot's to plain tf_keras), and the steady-state
+epoch time (median of epochs after the first, which includes tracing) is
+compared. The repeats are interleaved (plain, then the compressed fit, then
+plain again, ...) on each side and each run keeps its fastest repeat, so a
+slow spell of a shared machine hits both alike.
 
 Usage:
     python benchmarks/pruning_overhead.py [--epochs 4] [--repeats 3]
@@ -25,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import keras  # noqa: E402
 from _mlp_task import make_data  # noqa: E402
-from _overhead import build_mlp, parse_args, ratios, run_header, timed_fit  # noqa: E402
+from _overhead import build_mlp, interleaved_fits, parse_args, ratios, run_header, timed_fit  # noqa: E402
 from _results import write_results  # noqa: E402
 from _subprocess import run_tfmot_baselines  # noqa: E402
 
@@ -54,18 +57,15 @@ def time_fit(task, x, y, epochs, batch_size, seed):
     return result
 
 
-def best_of(runs):
-    return min(runs, key=lambda r: r["epoch_s_median"])
-
-
 def main():
     args = parse_args(__doc__, epochs=4, repeats=3)
     x, y = make_data(args.samples, args.seed)
-    ours = {}
-    for task in ("plain", "prune"):
-        ours[task] = best_of(
-            [time_fit(task, x, y, args.epochs, args.batch_size, args.seed + i) for i in range(args.repeats)]
-        )
+    ours = interleaved_fits(
+        ("plain", "prune"),
+        args.repeats,
+        lambda task, i: time_fit(task, x, y, args.epochs, args.batch_size, args.seed + i),
+    )
+    for task in ours:
         print(f"keras3 {task}: {ours[task]['epoch_s_median']:.3f} s/epoch", flush=True)
     tfmot = run_tfmot_baselines(args, ("plain", "prune"))
     kc_ratio, tfmot_ratio = ratios(ours, tfmot, "prune")

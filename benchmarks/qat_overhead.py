@@ -7,13 +7,16 @@ of an identical tf_keras model, run in a subprocess because importing tfmot
 switches a process to legacy Keras. Each framework's ratio is to its own
 plain `fit` measured in the same run (tfmot's to plain tf_keras), and the
 steady-state epoch time (median of epochs after the first, which includes
-tracing) is compared. Final training accuracy and loss are recorded (tfmot's
-baseline reports accuracy only), and the kcompress QAT model of the fastest
-repeat is converted to an int8 `.tflite` whose size and agreement with Keras
-(`tflite_export.verify` on 512 training samples) are recorded.
+tracing) is compared. The repeats are interleaved (plain, then QAT, then
+plain again, ...) on each side and each run keeps its fastest repeat, so a
+slow spell of a shared machine hits both alike. Final training accuracy and
+loss are recorded (tfmot's baseline reports accuracy only), and the
+kcompress QAT model of the fastest repeat is converted to an int8 `.tflite`
+whose size and agreement with Keras (`tflite_export.verify` on 512 training
+samples) are recorded.
 
 Usage:
-    python benchmarks/qat_overhead.py [--epochs 3] [--repeats 2]
+    python benchmarks/qat_overhead.py [--epochs 3] [--repeats 3]
 
 Writes benchmarks/results/qat_overhead.json and .md.
 """
@@ -29,7 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import keras  # noqa: E402
 from _mlp_task import make_data  # noqa: E402
-from _overhead import build_mlp, parse_args, ratios, run_header, timed_fit  # noqa: E402
+from _overhead import build_mlp, interleaved_fits, parse_args, ratios, run_header, timed_fit  # noqa: E402
 from _results import write_results  # noqa: E402
 from _subprocess import run_tfmot_baselines  # noqa: E402
 
@@ -71,13 +74,16 @@ def export_int8(qat, x):
 
 
 def main():
-    args = parse_args(__doc__, epochs=3, repeats=2)
+    args = parse_args(__doc__, epochs=3, repeats=3)
     x, y = make_data(args.samples, args.seed)
-    ours, qat_model = {}, None
-    for task in ("plain", "qat"):
-        runs = [time_fit(task, x, y, args.epochs, args.batch_size, args.seed + i) for i in range(args.repeats)]
-        ours[task], model = min(runs, key=lambda run: run[0]["epoch_s_median"])
-        qat_model = model if task == "qat" else qat_model
+    fastest = interleaved_fits(
+        ("plain", "qat"),
+        args.repeats,
+        lambda task, i: time_fit(task, x, y, args.epochs, args.batch_size, args.seed + i),
+    )
+    ours = {task: row for task, (row, _) in fastest.items()}
+    qat_model = fastest["qat"][1]
+    for task in ours:
         print(f"keras3 {task}: {ours[task]['epoch_s_median']:.3f} s/epoch", flush=True)
     export = export_int8(qat_model, x)
     print(

@@ -5,8 +5,8 @@ arguments: loading it runs the constructor, which builds the original
 layers, so wrappers `_surgery.replace_in_place` put inside it (pruning,
 quantization, clustering) would be missing and their variables would not
 load. `record_swaps` makes such a model save, in addition to its own
-config, where each wrapper sits (its index path through the tracked
-``_layers`` lists) and the wrapper's config. `LayersSwappedInPlace`, the
+config, where each wrapper sits (its path down the tracked ``_layers``
+lists, by position and name) and the wrapper's config. `LayersSwappedInPlace`, the
 registered name those configs are saved under, rebuilds the model from its
 own config and swaps the wrappers back in, so Keras then loads every
 variable into place.
@@ -46,12 +46,11 @@ def swapped_layers(root):
             if id(child) in seen:
                 continue
             seen.add(id(child))
-            step = [*path, [index, child.name]]
             if getattr(child, _SWAPPED_IN, False):
                 # The name of the layer the wrapper replaced, which loading finds in its place.
                 found.append(([*path, [index, child.layer.name]], child))
             else:
-                visit(child, step)
+                visit(child, [*path, [index, child.name]])
 
     visit(root, [])
     return found
