@@ -60,15 +60,17 @@ def interleaved_fits(tasks, repeats, fit):
 
     Interleaving (plain, task, plain, task, ...) keeps a slow spell of a
     shared machine from landing on one task only. `fit` returns a row (with
-    ``epoch_s_median``) or ``(row, model)``; the result maps each task to the
-    fastest one, as returned.
+    ``epoch_s_median``, or ``skipped`` for a baseline that could not run) or
+    ``(row, model)``; the result maps each task to the fastest one, as
+    returned (a skipped row only when every repeat was skipped).
     """
     runs = {task: [] for task in tasks}
     for repeat in range(repeats):
         for task in tasks:
             runs[task].append(fit(task, repeat))
     row = lambda run: run[0] if isinstance(run, tuple) else run
-    return {task: min(results, key=lambda run: row(run)["epoch_s_median"]) for task, results in runs.items()}
+    seconds = lambda run: row(run).get("epoch_s_median", float("inf"))
+    return {task: min(results, key=seconds) for task, results in runs.items()}
 
 
 def parse_args(doc, epochs, repeats):

@@ -104,26 +104,15 @@ def run_tfmot_baselines(args, tasks):
     """`run_tfmot_baseline` for each task, with the overhead scripts' flags.
 
     The repeats are interleaved (plain, then the task, then plain again, ...)
-    and each task keeps its fastest repeat, so a slow spell of a shared
-    machine does not land on one task only.
+    and each task keeps its fastest repeat (`_overhead.interleaved_fits`), so
+    a slow spell of a shared machine does not land on one task only.
     """
-    runs = {task: [] for task in tasks}
-    for _ in range(args.repeats):
-        for task in tasks:
-            runs[task].append(
-                run_tfmot_baseline(
-                    task,
-                    epochs=args.epochs,
-                    batch_size=args.batch_size,
-                    samples=args.samples,
-                    seed=args.seed,
-                    repeats=1,
-                )
-            )
-    return {task: _fastest(results) for task, results in runs.items()}
+    from _overhead import interleaved_fits
 
-
-def _fastest(results):
-    """The run with the smallest median epoch (a skipped baseline stands for all of its repeats)."""
-    skipped = [r for r in results if "skipped" in r]
-    return skipped[0] if skipped else min(results, key=lambda r: r["epoch_s_median"])
+    return interleaved_fits(
+        tasks,
+        args.repeats,
+        lambda task, _: run_tfmot_baseline(
+            task, epochs=args.epochs, batch_size=args.batch_size, samples=args.samples, seed=args.seed, repeats=1
+        ),
+    )
