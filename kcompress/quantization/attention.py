@@ -114,7 +114,7 @@ class QuantizeAttention(QuantizeBase):
                 assignments.assign(ties[1])
             self._assignments[name] = assignments
 
-    def quantized_weights(self):
+    def quantized_weights(self, compiled=False):
         pairs = []
         for name in _PROJECTIONS:
             projection = getattr(self.layer, name)
@@ -125,7 +125,7 @@ class QuantizeAttention(QuantizeBase):
             if name in self._masks:
                 value = value * self._masks[name].value
             axes = input_axes(projection) if self.config.per_channel else None
-            pairs.append((kernel, fake_quant.fake_quant_symmetric(value, axes, self.config.weight_bits)))
+            pairs.append((kernel, fake_quant.fake_quant_symmetric(value, axes, self.config.weight_bits, compiled)))
         return pairs
 
     def get_config(self):
@@ -187,7 +187,7 @@ class QuantizeAttention(QuantizeBase):
             finally:
                 object.__delattr__(attention, "_compute_attention")
 
-        outputs = self._run(run, self.quantized_weights())
+        outputs = self._run(run, self.quantized_weights(compiled=bool(training)))
         if isinstance(outputs, (tuple, list)):
             return (self._quantizers["output"](outputs[0], training=training), *outputs[1:])
         return self._quantizers["output"](outputs, training=training)

@@ -51,8 +51,14 @@ class QuantizeBase(keras.layers.Wrapper):
         """Runs `fn` with weights replaced by `mapping`, keeping range updates."""
         return _stateless.call_with_values(fn, mapping, self.variables)
 
-    def quantized_weights(self):
-        """``(variable, fake-quantized value)`` pairs the layer runs with."""
+    def quantized_weights(self, compiled=False):
+        """``(variable, fake-quantized value)`` pairs the layer runs with.
+
+        Args:
+            compiled: Round with XLA-compiled functions, as training steps
+                do (see `fake_quant.fake_quant_symmetric`); never for a graph
+                that is exported.
+        """
         return []
 
     def compute_output_spec(self, *args, **kwargs):

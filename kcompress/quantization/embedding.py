@@ -38,7 +38,7 @@ class QuantizeEmbedding(QuantizeBase):
         self.table_min.assign(ops.minimum(ops.min(table), 0.0))
         self.table_max.assign(ops.maximum(ops.max(table), 0.0))
 
-    def quantized_weights(self):
+    def quantized_weights(self, compiled=False):
         table = self.layer.embeddings
         bits = self.config.weight_bits
         return [(table, fake_quant.fake_quant_range(table.value, self.table_min.value, self.table_max.value, bits))]

@@ -1,11 +1,14 @@
 """Fake quantization: float math that rounds to the grid an int8 kernel uses.
 
-Weights are rounded with `keras.ops` and a straight-through gradient; once a
-model is frozen for conversion that math folds into constants already on the
-int8 grid, which the TFLite converter stores losslessly (per channel for
-FULLY_CONNECTED, CONV_2D and DEPTHWISE_CONV_2D). Activations go through TF's
+Weights are rounded (by one XLA-compiled function in training steps) with a
+straight-through gradient; once a model is frozen for conversion that math
+folds into constants already on the int8 grid, which the TFLite converter
+stores losslessly (per channel for FULLY_CONNECTED, CONV_2D and
+DEPTHWISE_CONV_2D). Activations go through TF's
 ``FakeQuantWithMinMaxVars`` op, the op the converter reads ranges from.
 """
+
+import functools
 
 import tensorflow as tf
 from keras import ops
@@ -22,12 +25,15 @@ def weight_step(weights, reduce_axes, bits=8):
     >>> float(weight_step(np.array([[-1.27, 0.5]]), reduce_axes=None)[0, 0])
     0.01
     """
-    qmax = 2 ** (bits - 1) - 1
+    return _step(weights, reduce_axes, 2 ** (bits - 1) - 1)
+
+
+def _step(weights, reduce_axes, qmax):
     largest = ops.max(ops.abs(weights), axis=reduce_axes, keepdims=True)
     return ops.maximum(largest, 1e-12) / qmax
 
 
-def fake_quant_symmetric(weights, reduce_axes, bits=8):
+def fake_quant_symmetric(weights, reduce_axes, bits=8, compiled=False):
     """Rounds `weights` to a symmetric grid (zero point 0, ±(2^(bits-1)-1)).
 
     The gradient passes straight through (the rounding is invisible to it).
@@ -37,6 +43,12 @@ def fake_quant_symmetric(weights, reduce_axes, bits=8):
         reduce_axes: Axes that share one scale: the input (contracted) axes
             for per-channel quantization, or None for one scale per tensor.
         bits: Grid bits.
+        compiled: Round in one XLA-compiled function, for training steps:
+            a step rounds every kernel again, and as separate TF ops
+            (absolute value, maximum, divide, round, multiply, ...) each pass
+            over a large kernel costs about as much as the batch's matrix
+            product. Off for graphs that are exported: the TFLite converter
+            and tf2onnx cannot read an XLA-compiled call.
 
     Example:
 
@@ -45,10 +57,30 @@ def fake_quant_symmetric(weights, reduce_axes, bits=8):
     >>> np.asarray(fake_quant_symmetric(w, reduce_axes=0), "float64").round(4).tolist()
     [[0.3, -1.0], [1.27, 0.0]]
     """
+    weights = ops.convert_to_tensor(weights)
+    if isinstance(reduce_axes, int):
+        reduce_axes = (reduce_axes,)
+    axes = None if reduce_axes is None else tuple(int(a) for a in reduce_axes)
     qmax = 2 ** (bits - 1) - 1
-    step = weight_step(weights, reduce_axes, bits)
-    snapped = ops.clip(ops.round(weights / step), -qmax, qmax) * step
-    return weights + ops.stop_gradient(snapped - weights)
+    if compiled:
+        # qmax as an input: XLA would turn a division by a constant into a multiplication by its
+        # reciprocal, which can differ from the plain ops in the last bit.
+        qmax = ops.convert_to_tensor(qmax, weights.dtype)
+        return tf.grad_pass_through(lambda w: _compiled_snap(axes)(w, qmax))(weights)
+    return tf.grad_pass_through(lambda w: _snap(w, qmax, axes))(weights)
+
+
+def _snap(weights, qmax, reduce_axes):
+    """`weights` on their symmetric grid (no gradient handling)."""
+    step = _step(weights, reduce_axes, qmax)
+    # |weights / step| <= qmax by construction of `step` (up to rounding, which `round` absorbs): no clip.
+    return ops.round(weights / step) * step
+
+
+@functools.cache
+def _compiled_snap(reduce_axes):
+    """`_snap` over these axes as one XLA-compiled function (traced once per shape)."""
+    return tf.function(functools.partial(_snap, reduce_axes=reduce_axes), jit_compile=True, autograph=False)
 
 
 def fake_quant_range(x, minimum, maximum, bits=8):
@@ -69,6 +101,18 @@ def fake_quant_range(x, minimum, maximum, bits=8):
     maximum = ops.maximum(ops.cast(maximum, "float32"), minimum + 1e-6)
     maximum = ops.maximum(maximum, 0.0)
     minimum, maximum = _exact_width(minimum, maximum)
+    return tf.quantization.fake_quant_with_min_max_vars(x, minimum, maximum, num_bits=bits, narrow_range=False)
+
+
+def fake_quant_training(x, minimum, maximum, bits=8):
+    """`fake_quant_range` for a training step, on a range with ``minimum <= 0 <= maximum``.
+
+    Skips what only conversion needs (widening to contain zero, which a
+    learnt range already does, and the exact width of `_exact_width`), so a
+    training step runs fewer small ops; the grid moves by at most 2^-21 of
+    the range.
+    """
+    maximum = ops.maximum(maximum, minimum + 1e-6)
     return tf.quantization.fake_quant_with_min_max_vars(x, minimum, maximum, num_bits=bits, narrow_range=False)
 
 

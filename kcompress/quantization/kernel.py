@@ -154,7 +154,7 @@ class QuantizeKernel(QuantizeBase):
             if ties is not None:  # Else a fresh kernel, about to be loaded with the saved assignments.
                 self._cluster_assignments.assign(ties[1])
 
-    def quantized_weights(self):
+    def quantized_weights(self, compiled=False):
         kernel = self.layer.kernel
         value = kernel.value
         if getattr(self, "_cluster_assignments", None) is not None:
@@ -162,11 +162,11 @@ class QuantizeKernel(QuantizeBase):
         if getattr(self, "_sparsity_mask", None) is not None:
             value = value * self._sparsity_mask.value
         axes = self._axes if self.config.per_channel else None
-        return [(kernel, fake_quant.fake_quant_symmetric(value, axes, self.config.weight_bits))]
+        return [(kernel, fake_quant.fake_quant_symmetric(value, axes, self.config.weight_bits, compiled))]
 
     def call(self, inputs, training=None):
         x = self._quantize_input(inputs, training) if self.quantize_input else inputs
-        mapping = self.quantized_weights()
+        mapping = self.quantized_weights(compiled=bool(training))
         if self._fused:
             y = self._run(lambda: self.layer(x), mapping)
         else:
@@ -273,7 +273,7 @@ class QuantizeSeparableConv(QuantizeBase):
             assignments.assign(ties[1])
         return assignments
 
-    def quantized_weights(self):
+    def quantized_weights(self, compiled=False):
         pairs = []
         for name in self.KERNELS:
             kernel = getattr(self.layer, name)
@@ -283,13 +283,13 @@ class QuantizeSeparableConv(QuantizeBase):
             if name in self._masks:
                 value = value * self._masks[name].value
             axes = self._axes[name] if self.config.per_channel else None
-            pairs.append((kernel, fake_quant.fake_quant_symmetric(value, axes, self.config.weight_bits)))
+            pairs.append((kernel, fake_quant.fake_quant_symmetric(value, axes, self.config.weight_bits, compiled)))
         return pairs
 
     def call(self, inputs, training=None):
         layer = self.layer
         x = self._quantize_input(inputs, training)
-        (_, depthwise), (_, pointwise) = self.quantized_weights()
+        (_, depthwise), (_, pointwise) = self.quantized_weights(compiled=bool(training))
         y = ops.depthwise_conv(
             x,
             depthwise,

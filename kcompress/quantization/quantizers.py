@@ -101,23 +101,30 @@ class ActivationQuantizer(keras.layers.Layer):
         """The ``(min, max)`` range as tensors."""
         if self.fixed_range is not None:
             return self.fixed_range
+        return self._grid_range(self.range_min.value, self.range_max.value)
+
+    def _grid_range(self, low, high):
+        """The range a learnt ``(low, high)`` gives: itself, or centred on zero for a symmetric grid."""
         if self.symmetric or self.config.symmetric_activations:
             # 2^(bits-1) levels each side of zero: the grid's zero point is exactly 0.
             levels = 2.0 ** (self.config.activation_bits - 1)
-            magnitude = ops.maximum(-self.range_min.value, self.range_max.value)
+            magnitude = ops.maximum(-low, high)
             return -magnitude, magnitude * ((levels - 1.0) / levels)
-        return self.range_min.value, self.range_max.value
+        return low, high
 
     def update_range(self, x):
-        decay = self.config.ema_decay
-        x = ops.cast(x, "float32")
+        """Moves the range towards the batch range of `x`; returns the new ``(min, max)``."""
+        x = ops.stop_gradient(ops.cast(x, "float32"))
         batch_min = ops.minimum(ops.min(x), 0.0)
         batch_max = ops.maximum(ops.max(x), 0.0)
-        first = ops.cast(self.initialized.value < 0.5, "float32")
-        keep = decay * (1.0 - first)
-        self.range_min.assign(keep * self.range_min.value + (1.0 - keep) * batch_min)
-        self.range_max.assign(keep * self.range_max.value + (1.0 - keep) * batch_max)
+        # `initialized` is 0 or 1: the first batch sets the range, keeping nothing of the zeros it starts from.
+        keep = self.config.ema_decay * self.initialized.value
+        low = batch_min + keep * (self.range_min.value - batch_min)
+        high = batch_max + keep * (self.range_max.value - batch_max)
+        self.range_min.assign(low)
+        self.range_max.assign(high)
         self.initialized.assign(1.0)
+        return low, high
 
     def observe(self, x, training=None):
         """Updates the range from `x` as a training (or calibrating) call does, without quantizing."""
@@ -125,9 +132,17 @@ class ActivationQuantizer(keras.layers.Layer):
             self.update_range(x)
 
     def call(self, x, training=None):
-        self.observe(x, training)
-        low, high = self.current_range()
-        return fake_quant.mark(fake_quant.fake_quant_range(x, low, high, self.config.activation_bits), self)
+        bits = self.config.activation_bits
+        if self.fixed_range is None and (training or is_calibrating()):
+            # Quantize on the range just computed, without the end rounding of `fake_quant_range`
+            # (at most 2^-21 of the range, which only the converter needs): a training step runs
+            # these scalar ops for every quantized tensor.
+            low, high = self._grid_range(*self.update_range(x))
+            y = fake_quant.fake_quant_training(x, low, high, bits)
+        else:
+            low, high = self.current_range()
+            y = fake_quant.fake_quant_range(x, low, high, bits)
+        return fake_quant.mark(y, self)
 
     def apply(self, x):
         """Fake-quantizes `x` on the current range without updating it."""

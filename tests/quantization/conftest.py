@@ -11,6 +11,9 @@ import pytest
 
 @pytest.fixture(autouse=True)
 def _seed():
+    # Also before: a module that builds layers at collection (a parametrize list) would shift
+    # the automatic layer names ("dense_6") of whichever test runs first.
+    keras.backend.clear_session(free_memory=False)
     keras.utils.set_random_seed(0)
     yield
     keras.backend.clear_session(free_memory=False)
