@@ -146,17 +146,30 @@ class PruneLowMagnitude(keras.layers.Wrapper):
         """Recomputes the masks if the schedule prunes at the current step."""
         should_prune, sparsity = self.sparsity_schedule(self.pruning_step.value)
         should_prune = ops.logical_and(should_prune, self.pruning_step.value >= 0)
-        for variable, axis, mask in zip(self.pruned_variables, self._axes, self.masks):
 
-            def recompute(variable=variable, axis=axis, mask=mask):
-                return self.pattern.compute_mask(
-                    ops.cast(variable.value, "float32"),
-                    sparsity,
-                    input_axis=axis,
-                    previous_mask=mask.value,
+        def new_mask(variable, axis, mask):
+            return self.pattern.compute_mask(
+                ops.cast(variable.value, "float32"), sparsity, input_axis=axis, previous_mask=mask.value
+            )
+
+        pruned = list(zip(self.pruned_variables, self._axes, self.masks))
+        if _under_distribution_strategy():
+            # A replica may not assign a mirrored variable inside a branch (TF's merge_call), so each
+            # mask is assigned every step, with itself on the steps that do not prune.
+            for variable, axis, mask in pruned:
+                mask.assign(
+                    ops.cond(should_prune, lambda v=variable, a=axis, m=mask: new_mask(v, a, m), lambda m=mask: m.value)
                 )
+            return
 
-            mask.assign(ops.cond(should_prune, recompute, lambda mask=mask: mask.value))
+        def recompute():
+            for variable, axis, mask in pruned:
+                mask.assign(new_mask(variable, axis, mask))
+            return ops.convert_to_tensor(True)
+
+        # Assigned inside the branch: on the steps that do not prune (99 of 100 by default) no mask
+        # is copied onto itself. That copy was most of what pruning added to a training step.
+        ops.cond(should_prune, recompute, lambda: ops.convert_to_tensor(False))
 
     def call(self, inputs, *args, training=None, **kwargs):
         if training:
@@ -215,3 +228,12 @@ def pruning_wrappers(model):
     1
     """
     return [layer for layer in model._flatten_layers() if isinstance(layer, PruneLowMagnitude)]
+
+
+def _under_distribution_strategy():
+    """Whether this call runs in a replica of a `tf.distribute` strategy (not the default one)."""
+    if keras.backend.backend() != "tensorflow":
+        return False
+    import tensorflow as tf
+
+    return tf.distribute.has_strategy()
