@@ -6,7 +6,8 @@ alone to an int8 `.tflite` and timed on LiteRT (2 threads); the time per op
 times the op's count in the 6-layer model estimates its share. The
 "XNNPACK" column says whether LiteRT's default CPU delegate takes the op;
 ops it does not take run on LiteRT's built-in kernels (and split the
-delegated graph).
+delegated graph). The FULLY_CONNECTED rows also time the same product in a
+dynamic-range file, which is what the dynamic-range MiniLM runs for them.
 
 The BATCH_MATMUL rows show what this profile found: XNNPACK runs an int8
 matrix product only when its operands have zero point 0. With asymmetric
@@ -83,18 +84,34 @@ def main():
             30,
         ),
     ]
-    rows = []
-    for name, shape, fn, count in cases:
+    # The same products in a dynamic-range file (float activations, int8 weights): what the
+    # dynamic-range MiniLM row runs for its FULLY_CONNECTED ops.
+    dynamic_products = {
+        "FULLY_CONNECTED 384->384": lambda x: x @ w_qkv,
+        "FULLY_CONNECTED 384->1536": lambda x: x @ w_up,
+        "FULLY_CONNECTED 1536->384": lambda x: x @ w_down,
+    }
+
+    def convert(fn, shape, int8):
         f = tf.function(fn, input_signature=[tf.TensorSpec(shape, tf.float32)])
         converter = tf.lite.TFLiteConverter.from_concrete_functions([f.get_concrete_function()])
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
-        converter.inference_input_type = tf.int8
-        converter.inference_output_type = tf.int8
-        flatbuffer = converter.convert()
+        if int8:
+            converter.inference_input_type = tf.int8
+            converter.inference_output_type = tf.int8
+        return converter.convert()
+
+    rows = []
+    for name, shape, fn, count in cases:
+        flatbuffer = convert(fn, shape, int8=True)
         latency = benchmark(flatbuffer, threads=2, runs=300, warmup=20)
         interpreter = make_interpreter(flatbuffer, num_threads=2)
         interpreter.allocate_tensors()  # LiteRT applies its default delegate here.
         delegated = any(op["op_name"] == "DELEGATE" for op in interpreter._get_ops_details())
+        dynamic_us = None
+        if name in dynamic_products:
+            dynamic = benchmark(convert(dynamic_products[name], shape, int8=False), threads=2, runs=300, warmup=20)
+            dynamic_us = dynamic.median_ms * 1000
         rows.append(
             {
                 "op": name,
@@ -102,23 +119,26 @@ def main():
                 "count": count,
                 "ms": latency.median_ms * count,
                 "xnnpack": delegated,
+                "dynamic_range_us": dynamic_us,
             }
         )
         print(
-            f"{name:48s} {rows[-1]['us']:8.1f} us x{count:3d} = {rows[-1]['ms']:6.2f} ms  XNNPACK {delegated}",
+            f"{name:48s} {rows[-1]['us']:8.1f} us x{count:3d} = {rows[-1]['ms']:6.2f} ms  XNNPACK {delegated}"
+            + (f"  (dynamic-range {dynamic_us:.1f} us)" if dynamic_us is not None else ""),
             flush=True,
         )
     total = sum(r["ms"] for r in rows)
     lines = [
-        "| op (int8) | XNNPACK | µs per op | count in MiniLM | ms in MiniLM | share |",
-        "| --- | --- | --- | --- | --- | --- |",
+        "| op (int8) | XNNPACK | µs per op | count in MiniLM | ms in MiniLM | share | dynamic-range µs |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
     ]
     for r in sorted(rows, key=lambda r: -r["ms"]):
         lines.append(
             f"| {r['op']} | {'yes' if r['xnnpack'] else 'no'} | {r['us']:.1f} | {r['count']} | {r['ms']:.2f} | "
-            f"{r['ms'] / total:.0%} |"
+            f"{r['ms'] / total:.0%} | "
+            + (f"{r['dynamic_range_us']:.1f} |" if r["dynamic_range_us"] is not None else "|")
         )
-    lines.append(f"| total of these ops | | | {total:.2f} | |")
+    lines.append(f"| total of these ops | | | | {total:.2f} | | |")
     table = "\n".join(lines)
     print("\n" + table)
     write_results("int8_op_profile", {"rows": rows, "total_ms": total}, table)
