@@ -14,6 +14,7 @@ import logging
 import tensorflow as tf
 
 from kcompress._errors import expected_error
+from kcompress.quantization import quantizers
 from tflite_export._onnx_signature import output_names
 
 
@@ -42,7 +43,7 @@ def convert_with_tf2onnx(model, signature, opset):
         names[:] = output_names(model, outputs)
         return dict(zip(names, tf.nest.flatten(outputs)))
 
-    with _tf2onnx_errors() as reasons:
+    with _tf2onnx_errors() as reasons, quantizers.tracing_graph():
         model_proto, _ = tf2onnx.convert.from_function(serve, input_signature=[signature], opset=opset)
     left = sorted(
         {

@@ -4,12 +4,10 @@ import keras
 from keras import ops
 
 from kcompress.clustering import tying
-from kcompress.quantization import fake_quant
+from kcompress.quantization import fake_quant, fixed_ranges
 from kcompress.quantization.base import QuantizeBase
 from kcompress.quantization.kernel import input_axes
 
-# TFLite's int8 SOFTMAX writes probabilities with scale 1/256, zero point -128.
-SOFTMAX_RANGE = (0.0, 255.0 / 256.0)
 _PROJECTIONS = ("_query_dense", "_key_dense", "_value_dense", "_output_dense")
 
 
@@ -71,7 +69,7 @@ class QuantizeAttention(QuantizeBase):
         # (LiteRT's CPU delegate) runs them; otherwise they fall back to ~10x slower built-in kernels.
         for role in ("query", "key", "value"):
             self._quantizer(role, symmetric=True)
-        self._quantizer("probabilities", fixed_range=SOFTMAX_RANGE)
+        self._quantizer("probabilities", fixed_range=fixed_ranges.SOFTMAX)
         self._shapes = _built_shapes(layer) if layer.built else None
 
     def get_build_config(self):
@@ -187,7 +185,18 @@ class QuantizeAttention(QuantizeBase):
             finally:
                 object.__delattr__(attention, "_compute_attention")
 
-        outputs = self._run(run, self.quantized_weights(compiled=bool(training)))
+        mapping = self.quantized_weights(compiled=bool(training))
+        inputs = {
+            "_query_dense": fake_quant.quantizer_of(query),
+            "_key_dense": fake_quant.quantizer_of(value if key is None else key),
+            "_value_dense": fake_quant.quantizer_of(value),
+            "_output_dense": self._quantizers["context"],
+        }
+        for name, (_, kernel) in zip(_PROJECTIONS, list(mapping)):
+            projection = getattr(attention, name)
+            axes = input_axes(projection) if self.config.per_channel else None
+            mapping += self._integer_bias(projection, kernel, axes, inputs[name], training)
+        outputs = self._run(run, mapping)
         if isinstance(outputs, (tuple, list)):
             return (self._quantizers["output"](outputs[0], training=training), *outputs[1:])
         return self._quantizers["output"](outputs, training=training)

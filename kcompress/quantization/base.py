@@ -4,8 +4,7 @@ import keras
 
 from kcompress import _stateless
 from kcompress.quantization import config as config_lib
-from kcompress.quantization import fake_quant
-from kcompress.quantization.quantizers import ActivationQuantizer
+from kcompress.quantization import fake_quant, quantizers
 
 
 class QuantizeBase(keras.layers.Wrapper):
@@ -22,7 +21,7 @@ class QuantizeBase(keras.layers.Wrapper):
         self._quantizers = {}
 
     def _quantizer(self, role, fixed_range=None, symmetric=False):
-        quantizer = ActivationQuantizer(
+        quantizer = quantizers.ActivationQuantizer(
             self.config, fixed_range=fixed_range, symmetric=symmetric, name=f"{self.name}_{role}"
         )
         self._quantizers[role] = quantizer
@@ -50,6 +49,27 @@ class QuantizeBase(keras.layers.Wrapper):
     def _run(self, fn, mapping):
         """Runs `fn` with weights replaced by `mapping`, keeping range updates."""
         return _stateless.call_with_values(fn, mapping, self.variables)
+
+    def _integer_bias(self, layer, kernel, axes, grid, training):
+        """``[(bias variable, bias on its int32 grid)]`` for an inference call, else ``[]``.
+
+        TFLite stores a bias as int32 on the step input step × kernel step;
+        inference rounds it there so the QAT model computes what the int8
+        kernel computes. Training steps and exported graphs keep the float
+        bias (the converter rounds it itself).
+
+        Args:
+            layer: The layer holding the bias (``layer.bias``, may be None).
+            kernel: Its kernel, already on the symmetric grid.
+            axes: The kernel's per-channel reduction axes (None: per tensor).
+            grid: The `ActivationQuantizer` of the layer's input, if known.
+            training: The call's training flag.
+        """
+        bias = getattr(layer, "bias", None)
+        if bias is None or grid is None or not quantizers.emulates_kernels(training):
+            return []
+        input_step = fake_quant.grid_step(*grid.current_range(), self.config.activation_bits)
+        return [(bias, fake_quant.bias_on_grid(bias.value, input_step, kernel, axes, self.config.weight_bits))]
 
     def quantized_weights(self, compiled=False):
         """``(variable, fake-quantized value)`` pairs the layer runs with.

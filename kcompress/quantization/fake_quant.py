@@ -9,6 +9,7 @@ DEPTHWISE_CONV_2D). Activations go through TF's
 """
 
 import functools
+import math
 
 import tensorflow as tf
 from keras import ops
@@ -97,11 +98,86 @@ def fake_quant_range(x, minimum, maximum, bits=8):
     0.29803...
     """
     x = ops.convert_to_tensor(x, "float32")
+    minimum, maximum = _conversion_range(minimum, maximum)
+    return tf.quantization.fake_quant_with_min_max_vars(x, minimum, maximum, num_bits=bits, narrow_range=False)
+
+
+def _conversion_range(minimum, maximum):
+    """The ends the converter reads for a learnt range: widened to contain 0, width exact in float32."""
     minimum = ops.minimum(ops.cast(minimum, "float32"), 0.0)
     maximum = ops.maximum(ops.cast(maximum, "float32"), minimum + 1e-6)
     maximum = ops.maximum(maximum, 0.0)
-    minimum, maximum = _exact_width(minimum, maximum)
-    return tf.quantization.fake_quant_with_min_max_vars(x, minimum, maximum, num_bits=bits, narrow_range=False)
+    return _exact_width(minimum, maximum)
+
+
+def grid_step(minimum, maximum, bits=8):
+    """The step of the grid `fake_quant_range` rounds to on ``[minimum, maximum]``.
+
+    Example:
+
+    >>> float(grid_step(-1.0, 127.0 / 128.0))
+    0.0078125
+    """
+    minimum, maximum = _conversion_range(minimum, maximum)
+    return (maximum - minimum) / (2.0**bits - 1.0)
+
+
+def bias_on_grid(bias, input_step, kernel, reduce_axes, bits=8):
+    """`bias` rounded to the int32 grid TFLite stores it on: step = input step × kernel step.
+
+    The int8 kernels add an integer bias to the integer sum; a float bias
+    sits up to half of that step away, enough to round some outputs the
+    other way. `kernel` must already be on its symmetric grid (its steps
+    are read back from it); a bias that does not have one value per
+    channel of those steps is returned as is.
+
+    Example:
+
+    >>> import numpy as np
+    >>> kernel = np.array([[1.27, -2.54], [0.3, 0.01]], "float32")  # steps 0.01 and 0.02
+    >>> bias = np.array([0.0174, 0.0174], "float32")  # input step 0.5: bias steps 0.005 and 0.01
+    >>> np.asarray(bias_on_grid(bias, 0.5, kernel, (0,)), "float64").round(6).tolist()
+    [0.015, 0.02]
+    """
+    steps = weight_step(kernel, reduce_axes, bits)
+    bias = ops.convert_to_tensor(bias)
+    if reduce_axes is None:
+        steps = ops.reshape(steps, ())
+    elif math.prod(steps.shape) == math.prod(bias.shape):
+        steps = ops.reshape(steps, bias.shape)
+    else:
+        return bias
+    step = ops.cast(input_step, bias.dtype) * steps
+    return ops.round(bias / step) * step
+
+
+def mean_on_grid(x, minimum, maximum, axis=-1, bits=8):
+    """The mean of `x` over `axis`, rounded on the grid `x` is on, as XNNPACK's int8 MEAN rounds it.
+
+    `x` must already be fake-quantized on ``[minimum, maximum]``. The mean
+    of its integer levels is computed exactly and a tie goes to the even
+    int8 level, as LiteRT's CPU delegate (XNNPACK) writes a MEAN whose
+    output keeps its input's scale. Fake quantization would round a tie up:
+    with 16 values (a hidden size that is a power of two) one mean in 16 is
+    a tie, and a LayerNorm's mean one step off moves the whole row.
+
+    Example:
+
+    >>> import numpy as np
+    >>> grid = (-1.0, 127.0 / 128.0)  # step 1/128, zero point 0
+    >>> levels = np.array([[1, 2], [2, 3], [-3, -2]], "float32") / 128
+    >>> (np.asarray(mean_on_grid(levels, *grid)) * 128).ravel().tolist()
+    [2.0, 2.0, -2.0]
+    """
+    minimum, maximum = _conversion_range(minimum, maximum)
+    top = 2.0**bits - 1.0
+    scale = (maximum - minimum) / top
+    # TF's FakeQuant nudges the zero point to an integer level; `x` sits on levels (k - zero) * scale.
+    zero = ops.clip(ops.round(-minimum / scale), 0.0, top)
+    levels = ops.round(ops.convert_to_tensor(x, "float32") / scale) + zero
+    # Integer sums stay exact in float32 below 2^24; `round` sends ties to the even level.
+    mean = ops.round(ops.mean(levels, axis=axis, keepdims=True))
+    return (ops.clip(mean, 0.0, top) - zero) * scale
 
 
 def fake_quant_training(x, minimum, maximum, bits=8):

@@ -7,7 +7,7 @@ from keras import ops
 
 from kcompress._errors import expected_error
 from kcompress.clustering import tying
-from kcompress.quantization import fake_quant
+from kcompress.quantization import fake_quant, fixed_ranges
 from kcompress.quantization.base import QuantizeBase
 
 
@@ -128,11 +128,12 @@ class QuantizeKernel(QuantizeBase):
             tied_clusters = ties[0] if ties else 0
         self.tied_clusters = int(tied_clusters)
         self._quantizer("input")
-        self._fused = getattr(layer, "activation", keras.activations.linear) in _FUSED
+        activation = getattr(layer, "activation", keras.activations.linear)
+        self._fused = activation in _FUSED
         if not self._fused:
             self._quantizer("pre_activation")
         if self.quantize_output:
-            self._quantizer("output")
+            self._quantizer("output", fixed_range=None if self._fused else fixed_ranges.for_activation(activation))
 
     def build(self, input_shape=None):
         super().build(input_shape)
@@ -167,6 +168,9 @@ class QuantizeKernel(QuantizeBase):
     def call(self, inputs, training=None):
         x = self._quantize_input(inputs, training) if self.quantize_input else inputs
         mapping = self.quantized_weights(compiled=bool(training))
+        grid = fake_quant.quantizer_of(x)
+        axes = self._axes if self.config.per_channel else None
+        mapping += self._integer_bias(self.layer, mapping[0][1], axes, grid, training)
         if self._fused:
             y = self._run(lambda: self.layer(x), mapping)
         else:
@@ -245,7 +249,7 @@ class QuantizeSeparableConv(QuantizeBase):
         self._fused = layer.activation in _FUSED
         if not self._fused:
             self._quantizer("pre_activation")
-        self._quantizer("output")
+        self._quantizer("output", fixed_range=None if self._fused else fixed_ranges.for_activation(layer.activation))
 
     def build(self, input_shape=None):
         super().build(input_shape)

@@ -4,11 +4,8 @@ import keras
 import tensorflow as tf
 from keras import ops
 
-from kcompress.quantization import fake_quant, quantizers
+from kcompress.quantization import fake_quant, fixed_ranges, quantizers
 from kcompress.quantization.base import QuantizeBase
-
-# TFLite's int8 L2_NORMALIZATION writes with scale 1/128, zero point 0.
-UNIT_RANGE = (-1.0, 127.0 / 128.0)
 
 
 def supports(layer):
@@ -51,7 +48,7 @@ class QuantizeLayerNorm(QuantizeBase):
         super().__init__(layer, config, **kwargs)
         for role in ("input", "centered", "scaled", "output"):
             self._quantizer(role)
-        self._quantizer("normalized", fixed_range=UNIT_RANGE)
+        self._quantizer("normalized", fixed_range=fixed_ranges.L2_NORMALIZATION)
 
     def call(self, inputs, training=None):
         q = self._quantizers
@@ -65,7 +62,12 @@ class QuantizeLayerNorm(QuantizeBase):
             grid = q["input"]
             grid.observe(inputs, training=training)
         depth = int(x.shape[-1])
-        mean = grid.apply(ops.mean(x, axis=-1, keepdims=True))
+        mean = ops.mean(x, axis=-1, keepdims=True)
+        if quantizers.emulates_kernels(training):
+            # Inference rounds the mean as the int8 kernel does (ties to even); exported graphs keep
+            # MEAN and the grid for the converter, and in training the tie rule does not matter.
+            mean = fake_quant.mean_on_grid(x, *grid.current_range())
+        mean = grid.apply(mean)
         centered = q["centered"](x - mean, training=training)
         # TFLite fuses l2_normalize into L2_NORMALIZATION only for epsilon < 1e-3.
         epsilon = min(max(float(norm.epsilon) * depth, 1e-12), 1e-4)

@@ -3,8 +3,7 @@
 import keras
 from keras import ops
 
-from kcompress.quantization import fake_quant, quantizers
-from kcompress.quantization.attention import SOFTMAX_RANGE
+from kcompress.quantization import fake_quant, fixed_ranges, quantizers
 from kcompress.quantization.base import QuantizeBase
 
 # Merges the int8 graph computes pairwise, left to right: each partial result has a range.
@@ -36,7 +35,11 @@ class QuantizeOutput(QuantizeBase):
         super().__init__(layer, config, **kwargs)
         self.constant = bool(constant)
         if not self.constant:
-            fixed = SOFTMAX_RANGE if isinstance(layer, keras.layers.Softmax) else None
+            fixed = None
+            if isinstance(layer, keras.layers.Softmax):
+                fixed = fixed_ranges.SOFTMAX
+            elif isinstance(layer, keras.layers.Activation):
+                fixed = fixed_ranges.for_activation(layer.activation)
             self._quantizer("output", fixed_range=fixed)
         if inputs is None and layer.built:
             inputs = self._count_inputs((layer._build_shapes_dict or {}).get("input_shape"))

@@ -32,18 +32,41 @@ def is_calibrating():
     return getattr(_state, "calibrating", False)
 
 
+@contextlib.contextmanager
 def exporting():
-    """Inside this context, constants are left for the converter to quantize.
+    """Inside this context, constants are left for the TFLite converter to quantize.
 
     The converter quantizes constant operands (a LayerNorm's scale) on
     their own range, as `fake_quant_constant` does in training; an explicit
-    fake-quant op on a folded constant would not convert.
+    fake-quant op on a folded constant would not convert. Implies
+    `tracing_graph`.
     """
-    return _flag("exporting")
+    with _flag("exporting"), _flag("tracing_graph"):
+        yield
 
 
 def is_exporting():
     return getattr(_state, "exporting", False)
+
+
+def tracing_graph():
+    """Inside this context, inference calls build the plain graph a converter reads.
+
+    Outside it, inference rounds as LiteRT's int8 kernels do where fake
+    quantization alone would differ (a LayerNorm mean's ties, biases on
+    their int32 grid); those extra ops mean nothing to a converter (ONNX,
+    TFLite), which sees MEAN and the float bias and rounds them itself.
+    """
+    return _flag("tracing_graph")
+
+
+def is_tracing_graph():
+    return getattr(_state, "tracing_graph", False)
+
+
+def emulates_kernels(training):
+    """Whether a call with this `training` flag rounds as the int8 kernels do (inference only)."""
+    return not (training or is_calibrating() or is_tracing_graph())
 
 
 @keras.saving.register_keras_serializable(package="kcompress")

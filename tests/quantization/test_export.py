@@ -85,8 +85,9 @@ def bert_int8(seed, path):
     return conversion, verify(qat, conversion.path, x)
 
 
-def test_qat_int8_keras_hub_bert(tmp_path):
-    conversion, check = bert_int8(0, tmp_path / "bert.tflite")
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_qat_int8_keras_hub_bert(seed, tmp_path):
+    conversion, check = bert_int8(seed, tmp_path / "bert.tflite")
     assert conversion.model.is_full_integer(), str(conversion)
     assert {t.name: t.dtype for t in conversion.model.inputs} == {
         "token_ids": "int32",
@@ -95,15 +96,13 @@ def test_qat_int8_keras_hub_bert(tmp_path):
     }
     ops = conversion.model.op_counts()
     assert ops["L2_NORMALIZATION"] == 5 and ops["SOFTMAX"] == 2 and ops["GATHER"] == 2
-    assert check.examples == 32 and check.agreement >= 0.9, str(check)
-    # Measured with this recipe (seeds 0, 1, 2): within_one_step 0.703, 0.594, 0.531;
-    # max_diff_in_steps 7, 7, 10; agreement 1.0, 0.969, 1.0. Tensor by tensor, the first
-    # layer is exact; then single-step rounding differences (float32 vs int32 sums, kernels'
-    # own rounding of halves) grow through the layers to a few steps of the tiny logits'
-    # grid. Not yet within one output step like the MLP and CNN: a floor and a ceiling well
-    # outside what was measured.
-    assert check.within_one_step >= 0.2, str(check)
-    assert check.max_diff_in_steps <= 20, str(check)
+    # The pooler's tanh writes on TANH's fixed 1/128 grid: no requantizing op after it.
+    assert ops["TANH"] == 1 and "QUANTIZE" not in ops, ops
+    assert check.examples == 32 and check.agreement >= 0.95, str(check)
+    # The QAT model's inference rounds as LiteRT's int8 kernels do (LayerNorm means' ties to even,
+    # biases on their int32 grid, tanh on its fixed grid). Measured (seeds 0, 1, 2): 1.0, 1.0,
+    # 0.984 within one step; before those three, 0.703, 0.594, 0.531.
+    assert check.within_one_step >= 0.95, str(check)
     # Every LayerNorm's MEAN writes on its input's grid: TFLite's int8 MEAN rounds twice when
     # the two scales differ (the embeddings' LayerNorm used to quantize its input again).
     means = [op for op in conversion.model.ops if op.name == "MEAN"]
