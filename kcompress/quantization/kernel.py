@@ -70,7 +70,10 @@ class QuantizeKernel(QuantizeBase):
     output channel (or per tensor); the layer's output (and its input, when
     no quantized layer produced it) runs rounded to an int8 range learnt
     while training. An activation TFLite cannot fuse (GELU, tanh, ...) gets
-    a range before and after it, as the int8 graph has both tensors.
+    a range before and after it, as the int8 graph has both tensors; after
+    tanh and sigmoid that range is their int8 kernel's fixed grid
+    (`fixed_ranges`). Inference calls add the bias rounded to the int32 grid
+    TFLite stores it on (input step × kernel step).
 
     Args:
         layer: The layer to wrap.

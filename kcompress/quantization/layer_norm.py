@@ -31,7 +31,10 @@ class QuantizeLayerNorm(QuantizeBase):
     of each of those tensors. The two differ only in how epsilon enters:
     ``max(sum, min(d * eps, 1e-4))`` instead of ``sum + d * eps`` (TFLite
     fuses the L2 normalization only for a small epsilon), which matters
-    only for rows of nearly constant values.
+    only for rows of nearly constant values. In inference calls the mean
+    rounds as XNNPACK's int8 MEAN does (`fake_quant.mean_on_grid`: a tie
+    goes to the even level), so the QAT model computes what the int8 file
+    computes.
 
     Example:
 
