@@ -134,7 +134,7 @@ def run_pipeline(config, out, *, strategy=None, verbose=1):
     total = len(active) + 1
     for number, stage in enumerate(active, start=1):
         directory = os.path.join(out, f"{number:02d}_{stage.name}")
-        fingerprint = config.fingerprint(*stage.sections)
+        fingerprint = stage_fingerprint(config, stage.sections, STAGES[: STAGES.index(stage) + 1])
         done = _read_done(directory, fingerprint)
         started = time.perf_counter()
         if done is not None:
@@ -152,7 +152,7 @@ def run_pipeline(config, out, *, strategy=None, verbose=1):
         say(f"    {measure.row_line(row)}", flush=True)
 
     directory = os.path.join(out, f"{total:02d}_export")
-    fingerprint = config.fingerprint("teacher", "distill", "prune", "qat", "export")
+    fingerprint = stage_fingerprint(config, ("teacher", "distill", "prune", "qat", "export"), STAGES)
     done = _read_done(directory, fingerprint)
     if done is not None:
         say(f"[{total}/{total}] export: done in an earlier run ({directory})", flush=True)
@@ -166,6 +166,24 @@ def run_pipeline(config, out, *, strategy=None, verbose=1):
     tflite_path = os.path.join(directory, row["file"])
     report_md, report_png, table = write_report(out, config, rows, tflite_path)
     return PipelineResult(out, rows, table, tflite_path, report_md, report_png, tuple(resumed))
+
+
+def stage_fingerprint(config, sections, stages):
+    """A stage folder's identity: its settings, and the save format of it and the stages before it.
+
+    Example:
+
+    >>> from kcompress.pipeline.config import PipelineConfig
+    >>> from kcompress.pipeline.stages import STAGES
+    >>> config = PipelineConfig()
+    >>> stage_fingerprint(config, ("teacher",), STAGES[:1]) == config.fingerprint("teacher")
+    True
+    >>> stage_fingerprint(config, STAGES[3].sections, STAGES[:4]).endswith("-qat2")
+    True
+    """
+    fingerprint = config.fingerprint(*sections)
+    formats = "".join(f"-{stage.name}{stage.format}" for stage in stages if stage.format != 1)
+    return fingerprint + formats
 
 
 def _finish(stage, model, context, directory, fingerprint, seconds):

@@ -29,6 +29,10 @@ class Stage:
         run: ``run(context, model) -> model``.
         save: ``save(model, directory, context)``.
         load: ``load(directory, context, previous_model) -> model``.
+        format: Version of what `save` writes. Bumped when a model saved
+            before can no longer be loaded (a wrapper lost or gained
+            variables): a folder of another format is redone instead of
+            failing to load, and so are the later stages' folders.
     """
 
     name: str
@@ -36,6 +40,7 @@ class Stage:
     run: object
     save: object
     load: object
+    format: int = 1
 
 
 def _save_keras(model, directory, context):
@@ -188,5 +193,6 @@ STAGES = (
     Stage("teacher", ("teacher",), run_teacher, _save_keras, _load_teacher),
     Stage("distill", ("teacher", "distill"), run_distill, _save_keras, _load_keras),
     Stage("prune", ("teacher", "distill", "prune"), run_prune, _save_keras, _load_keras),
-    Stage("qat", ("teacher", "distill", "prune", "qat"), run_qat, _save_keras, _load_keras),
+    # Format 2: tanh and sigmoid outputs on their int8 kernels' fixed grids (no range variables).
+    Stage("qat", ("teacher", "distill", "prune", "qat"), run_qat, _save_keras, _load_keras, format=2),
 )

@@ -9,6 +9,7 @@ from kcompress.pipeline import PruneStage, run_pipeline
 from tests.pipeline.conftest import tiny_config
 
 STAGE_FOLDERS = ["01_teacher", "02_distill", "03_prune", "04_qat", "05_export"]
+STAGE_SECTIONS = ("teacher", "distill", "prune", "qat", "export")
 
 
 @pytest.fixture(scope="module")
@@ -86,6 +87,22 @@ def test_changed_settings_rerun_that_stage_and_later_ones(finished, capsys):
     assert again.resumed == ("teacher", "distill")
     assert "[3/5] prune\n" in capsys.readouterr().out
     run_pipeline(config, result.out, verbose=0)  # Back to the module's settings for other tests.
+
+
+def test_folders_of_an_older_qat_format_are_redone(finished):
+    # A run folder written before the QAT stage's format 2 holds a model.keras whose wrappers have
+    # range variables this version's do not: it is redone rather than failing to load.
+    config, result = finished
+    for name, sections in (("04_qat", STAGE_SECTIONS[:4]), ("05_export", STAGE_SECTIONS)):
+        path = os.path.join(result.out, name, "stage.json")
+        done = json.loads(open(path).read())
+        assert done["fingerprint"] == config.fingerprint(*sections) + "-qat2"
+        done["fingerprint"] = config.fingerprint(*sections)  # What the earlier version wrote.
+        with open(path, "w") as f:
+            json.dump(done, f)
+    again = run_pipeline(config, result.out, verbose=0)
+    assert again.resumed == ("teacher", "distill", "prune")
+    assert run_pipeline(config, result.out, verbose=0).resumed == ("teacher", "distill", "prune", "qat", "export")
 
 
 def test_skipped_stages_pass_the_model_through(tmp_path):
