@@ -310,7 +310,10 @@ class QuantizeSeparableConv(QuantizeBase):
         if layer.use_bias:
             channels_last = layer.data_format == "channels_last"
             shape = (1,) * (layer.rank + 1) + (-1,) if channels_last else (1, -1) + (1,) * layer.rank
-            y = y + ops.reshape(layer.bias.value, shape)
+            axes = self._axes["pointwise_kernel"] if self.config.per_channel else None
+            # The 1x1 CONV_2D's int32 bias: step = the depthwise output's step x the pointwise kernel's.
+            rounded = self._integer_bias(layer, pointwise, axes, self._quantizers["depthwise"], training)
+            y = y + ops.reshape(rounded[0][1] if rounded else layer.bias.value, shape)
         if not self._fused:
             y = self._quantizers["pre_activation"](y, training=training)
         return self._quantizers["output"](layer.activation(y), training=training)
