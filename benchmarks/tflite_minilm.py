@@ -27,7 +27,7 @@ Accuracy is measured on up to 2,560 held-out snippets: the test split and
 then the validation split, which nothing in this script tunes on. With 1,280
 (the test split alone) two runs of the same recipe differed by a point.
 
-Run: ``python benchmarks/tflite_minilm.py [--train-size 4000] [--test-size 2560]``
+Run: ``python benchmarks/tflite_minilm.py [--train-size 4000] [--test-size 2560] [--seed 0]``
 (about 10 minutes on 2 cores). ``--quick`` is a smoke run.
 """
 
@@ -47,6 +47,7 @@ def _parse():
 
     parser = minilm_parser(__doc__, sequence_length=64, test_size=2560)
     parser.add_argument("--qat-size", type=int, default=2000)
+    parser.add_argument("--seed", type=int, default=0, help="seed of the fine-tuning and QAT runs")
     args = parser.parse_args()
     if args.quick:
         args.train_size, args.qat_size, args.test_size, args.runs = 64, 64, 64, 5
@@ -70,7 +71,7 @@ def main():
         texts, labels = (np.concatenate([getattr(split, field) for split in both]) for field in ("texts", "labels"))
         return TextSplit(texts[:size], labels[:size])
 
-    keras.utils.set_random_seed(0)
+    keras.utils.set_random_seed(args.seed)
     started = time.perf_counter()
     train = load_rotten_tomatoes("train", size=args.train_size)
     qat_data = load_rotten_tomatoes("train")[-args.qat_size :]
@@ -161,7 +162,7 @@ def main():
         row["latency_ratio"] = row["median_ms"] / base["median_ms"]
     lines = [
         f"MiniLM-L6-H384 fine-tuned 1 epoch on {len(train):,} snippets; QAT {len(qat_data):,} snippets; "
-        f"sequence length {args.sequence_length}; batch 1; {args.threads} threads; "
+        f"sequence length {args.sequence_length}; batch 1; {args.threads} threads; seed {args.seed}; "
         f"accuracy of each .tflite on {len(test):,} held-out snippets (test, then validation split).",
         "",
         "| model | size (MB) | size vs float32 | median latency (ms) | p90 (ms) | latency vs float32 | accuracy | "
@@ -196,6 +197,7 @@ def main():
     table = "\n".join(lines)
     print("\n" + table)
     result = {
+        "seed": args.seed,
         "train_size": len(train),
         "qat_size": len(qat_data),
         "test_size": len(test),
