@@ -1,30 +1,14 @@
 """`QuantizeAttention`: multi-head attention as TFLite's int8 kernels run it."""
 
-import functools
-
 import keras
 from keras import ops
 
 from kcompress.clustering import tying
-from kcompress.quantization import exact, fake_quant, fixed_ranges, quantizers
+from kcompress.quantization import fake_quant, fixed_ranges
 from kcompress.quantization.base import QuantizeBase
 from kcompress.quantization.kernel import input_axes
 
 _PROJECTIONS = ("_query_dense", "_key_dense", "_value_dense", "_output_dense")
-
-
-def _integer_projection(projection, kernel, grid, axes, bits, inputs, training=None, **kwargs):
-    """An `EinsumDense` projection's call on integer levels (`exact.integer_linear`)."""
-
-    def linear(levels, kernel_levels, bias_levels):
-        y = ops.einsum(projection.equation, levels, kernel_levels)
-        return y if bias_levels is None else y + bias_levels
-
-    y = exact.integer_linear(linear, projection, inputs, grid, kernel, axes, bits)
-    if y is None:  # A layout `integer_linear` does not handle: the fake-quantized float product.
-        bias = None if projection.bias is None else projection.bias.value
-        y = linear(inputs, kernel, bias)
-    return projection.activation(y) if projection.activation is not None else y
 
 
 def _built_shapes(attention):
@@ -160,12 +144,7 @@ class QuantizeAttention(QuantizeBase):
         query = q["query"](query * (1.0 / float(attention._key_dim) ** 0.5), training=training)
         key = q["key"](key, training=training)
         value = q["value"](value, training=training)
-        emulate = quantizers.emulates_kernels(training)
-        if emulate:  # Integer levels summed exactly, as the int8 BATCH_MATMUL does.
-            scores = exact.integer_product(attention._dot_product_equation, key, q["key"], query, q["query"])
-        else:
-            scores = ops.einsum(attention._dot_product_equation, key, query)
-        scores = q["scores"](scores, training=training)
+        scores = q["scores"](ops.einsum(attention._dot_product_equation, key, query), training=training)
         if attention_mask is not None:
             mask = ops.cast(attention_mask, "bool")
             axis = -len(attention._attention_axes) * 2 - 1
@@ -177,10 +156,7 @@ class QuantizeAttention(QuantizeBase):
         axis = axis[0] if isinstance(axis, (list, tuple)) and len(axis) == 1 else axis
         probabilities = q["probabilities"](ops.softmax(scores, axis=axis))
         dropped = attention._dropout_layer(probabilities, training=training) if attention._dropout else probabilities
-        if emulate:
-            context = exact.integer_product(attention._combine_equation, dropped, q["probabilities"], value, q["value"])
-        else:
-            context = ops.einsum(attention._combine_equation, dropped, value)
+        context = ops.einsum(attention._combine_equation, dropped, value)
         context = q["context"](context, training=training)
         return context, probabilities
 
@@ -202,35 +178,24 @@ class QuantizeAttention(QuantizeBase):
         attention = self.layer
         query, value, key = self._quantize_inputs(query, value, key, training)
 
+        def run():
+            object.__setattr__(attention, "_compute_attention", self._attend)
+            try:
+                return attention(query, value, key=key, training=training, **kwargs)
+            finally:
+                object.__delattr__(attention, "_compute_attention")
+
         mapping = self.quantized_weights(compiled=bool(training))
-        grids = {
+        inputs = {
             "_query_dense": fake_quant.quantizer_of(query),
             "_key_dense": fake_quant.quantizer_of(value if key is None else key),
             "_value_dense": fake_quant.quantizer_of(value),
             "_output_dense": self._quantizers["context"],
         }
-        # (object, attribute, replacement) for the duration of the call.
-        swaps = [(attention, "_compute_attention", self._attend)]
-        if quantizers.emulates_kernels(training):
-            # Inference runs each projection on integer levels, as the int8 FULLY_CONNECTED does.
-            for name, (_, kernel) in zip(_PROJECTIONS, mapping):
-                projection = getattr(attention, name)
-                if grids[name] is not None and exact.channel_shape(projection) is not None:
-                    axes = input_axes(projection) if self.config.per_channel else None
-                    integer_call = functools.partial(
-                        _integer_projection, projection, kernel, grids[name], axes, self.config.weight_bits
-                    )
-                    swaps.append((projection, "call", integer_call))
-
-        def run():
-            for owner, attribute, replacement in swaps:
-                object.__setattr__(owner, attribute, replacement)
-            try:
-                return attention(query, value, key=key, training=training, **kwargs)
-            finally:
-                for owner, attribute, _ in swaps:
-                    object.__delattr__(owner, attribute)
-
+        for name, (_, kernel) in zip(_PROJECTIONS, list(mapping)):
+            projection = getattr(attention, name)
+            axes = input_axes(projection) if self.config.per_channel else None
+            mapping += self._integer_bias(projection, kernel, axes, inputs[name], training)
         outputs = self._run(run, mapping)
         if isinstance(outputs, (tuple, list)):
             return (self._quantizers["output"](outputs[0], training=training), *outputs[1:])

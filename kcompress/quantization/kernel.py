@@ -7,7 +7,7 @@ from keras import ops
 
 from kcompress._errors import expected_error
 from kcompress.clustering import tying
-from kcompress.quantization import exact, fake_quant, fixed_ranges, quantizers
+from kcompress.quantization import fake_quant, fixed_ranges
 from kcompress.quantization.base import QuantizeBase
 
 
@@ -72,9 +72,8 @@ class QuantizeKernel(QuantizeBase):
     while training. An activation TFLite cannot fuse (GELU, tanh, ...) gets
     a range before and after it, as the int8 graph has both tensors; after
     tanh and sigmoid that range is their int8 kernel's fixed grid
-    (`fixed_ranges`). Inference calls sum the products on integer levels
-    and add the bias on the int32 grid TFLite stores it on, as the int8
-    kernel does (`exact.integer_linear`).
+    (`fixed_ranges`). Inference calls add the bias rounded to the int32 grid
+    TFLite stores it on (input step × kernel step).
 
     Args:
         layer: The layer to wrap.
@@ -172,13 +171,10 @@ class QuantizeKernel(QuantizeBase):
     def call(self, inputs, training=None):
         x = self._quantize_input(inputs, training) if self.quantize_input else inputs
         mapping = self.quantized_weights(compiled=bool(training))
-        y = self._integer_linear(x, mapping[0][1], training)
-        if y is not None:
-            activation = self.layer.activation
-            if not self._fused:
-                y = self._quantizers["pre_activation"](y, training=training)
-            y = activation(y)
-        elif self._fused:
+        grid = fake_quant.quantizer_of(x)
+        axes = self._axes if self.config.per_channel else None
+        mapping += self._integer_bias(self.layer, mapping[0][1], axes, grid, training)
+        if self._fused:
             y = self._run(lambda: self.layer(x), mapping)
         else:
             with _linear(self.layer) as activation:
@@ -187,23 +183,6 @@ class QuantizeKernel(QuantizeBase):
         if self.quantize_output:
             y = self._quantizers["output"](y, training=training)
         return y
-
-    def _integer_linear(self, x, kernel, training):
-        """The linear output on integer levels (`exact.integer_linear`) in an inference call, else None."""
-        grid = fake_quant.quantizer_of(x)
-        if grid is None or not quantizers.emulates_kernels(training):
-            return None
-        layer = self.layer
-
-        def linear(levels, kernel_levels, bias_levels):
-            mapping = [(layer.kernel, kernel_levels)]
-            if bias_levels is not None:
-                mapping.append((layer.bias, bias_levels))
-            with _linear(layer):
-                return self._run(lambda: layer(levels), mapping)
-
-        axes = self._axes if self.config.per_channel else None
-        return exact.integer_linear(linear, layer, x, grid, kernel, axes, self.config.weight_bits)
 
     def get_config(self):
         config = super().get_config()
