@@ -118,8 +118,13 @@ def grid_step(minimum, maximum, bits=8):
     >>> float(grid_step(-1.0, 127.0 / 128.0))
     0.0078125
     """
+    return _grid(minimum, maximum, bits)[1]
+
+
+def _grid(minimum, maximum, bits):
+    """``(lowest value, step)`` of the grid `fake_quant_range` rounds to."""
     minimum, maximum = _conversion_range(minimum, maximum)
-    return (maximum - minimum) / (2.0**bits - 1.0)
+    return minimum, (maximum - minimum) / (2.0**bits - 1.0)
 
 
 def bias_on_grid(bias, input_step, kernel, reduce_axes, bits=8):
@@ -169,9 +174,8 @@ def mean_on_grid(x, minimum, maximum, axis=-1, bits=8):
     >>> (np.asarray(mean_on_grid(levels, *grid)) * 128).ravel().tolist()
     [2.0, 2.0, -2.0]
     """
-    minimum, maximum = _conversion_range(minimum, maximum)
+    minimum, scale = _grid(minimum, maximum, bits)
     top = 2.0**bits - 1.0
-    scale = (maximum - minimum) / top
     # TF's FakeQuant nudges the zero point to an integer level; `x` sits on levels (k - zero) * scale.
     zero = ops.clip(ops.round(-minimum / scale), 0.0, top)
     levels = ops.round(ops.convert_to_tensor(x, "float32") / scale) + zero

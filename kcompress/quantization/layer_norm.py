@@ -65,11 +65,12 @@ class QuantizeLayerNorm(QuantizeBase):
             grid = q["input"]
             grid.observe(inputs, training=training)
         depth = int(x.shape[-1])
-        mean = ops.mean(x, axis=-1, keepdims=True)
         if quantizers.emulates_kernels(training):
             # Inference rounds the mean as the int8 kernel does (ties to even); exported graphs keep
             # MEAN and the grid for the converter, and in training the tie rule does not matter.
             mean = fake_quant.mean_on_grid(x, *grid.current_range())
+        else:
+            mean = ops.mean(x, axis=-1, keepdims=True)
         mean = grid.apply(mean)
         centered = q["centered"](x - mean, training=training)
         # TFLite fuses l2_normalize into L2_NORMALIZATION only for epsilon < 1e-3.
