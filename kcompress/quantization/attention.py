@@ -21,6 +21,24 @@ def _built_shapes(attention):
     return shapes
 
 
+def _mask_bias(mask, low, high, bits):
+    """An int8 bias that pushes masked scores below the scores' range: 0 where `mask`, else ``-2 (high - low)``.
+
+    Adding it and quantizing on the scores' range clamps every masked score
+    to the lowest level, as ``where(mask, scores, -inf)`` would. In the int8
+    graph that is a SELECT on the mask alone (before it is broadcast over
+    the heads) and an ADD that XNNPACK runs, instead of a SELECT over every
+    head's scores on LiteRT's slower built-in kernel. The bias's grid is
+    centred on zero (zero point 0, so TensorRT takes it too): both of its
+    values are exact levels, and its step is four times the scores' step,
+    within XNNPACK's limits for an int8 ADD.
+    """
+    depth = 2.0 * (high - low)
+    levels = 2.0 ** (bits - 1)
+    bias = ops.where(mask, 0.0, -depth)
+    return fake_quant.fake_quant_range(bias, -depth, depth * ((levels - 1.0) / levels), bits)
+
+
 @keras.saving.register_keras_serializable(package="kcompress")
 class QuantizeAttention(QuantizeBase):
     """Trains a `MultiHeadAttention` (or a keras-hub subclass) for int8.
@@ -150,8 +168,8 @@ class QuantizeAttention(QuantizeBase):
             axis = -len(attention._attention_axes) * 2 - 1
             while len(mask.shape) < len(scores.shape):
                 mask = ops.expand_dims(mask, axis=axis)
-            # The int8 graph clamps the fill value to the scores' lowest level.
-            scores = q["scores"].apply(ops.where(mask, scores, -1e9))
+            bias = _mask_bias(mask, *q["scores"].current_range(), self.config.activation_bits)
+            scores = q["scores"].apply(scores + bias)
         axis = attention._softmax.axis
         axis = axis[0] if isinstance(axis, (list, tuple)) and len(axis) == 1 else axis
         probabilities = q["probabilities"](ops.softmax(scores, axis=axis))
