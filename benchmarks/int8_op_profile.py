@@ -13,7 +13,10 @@ The BATCH_MATMUL rows show what this profile found: XNNPACK runs an int8
 matrix product only when its operands have zero point 0. With asymmetric
 query/key/value ranges the 12 products of MiniLM fell back to the built-in
 kernel, about 20x slower; `kcompress.quantization` now gives them symmetric
-ranges.
+ranges. The SELECT_V2 and ADD rows show a second find: attention used to
+mask its scores with a SELECT_V2 over every head, which XNNPACK does not
+take; it now adds a bias selected on the mask alone, an ADD that XNNPACK
+runs.
 
 Run: ``python benchmarks/int8_op_profile.py``. Writes
 ``benchmarks/results/int8_op_profile.json`` and ``.md``.
@@ -78,6 +81,18 @@ def main():
             13,
         ),
         (
+            "SELECT_V2 mask 12x64x64 (before)",
+            [[1, 12, 64, 64], ([1, 1, 64, 64], tf.bool)],
+            lambda x, mask: fq(tf.where(mask, fq(x, -8.0, 8.0), -1e9), -8.0, 8.0),
+            0,
+        ),
+        (
+            "ADD mask bias 12x64x64",
+            [[1, 12, 64, 64], [1, 1, 64, 64]],
+            lambda x, bias: fq(fq(x, -8.0, 8.0) + fq(bias, -32.0, 31.75), -8.0, 8.0),
+            6,
+        ),
+        (
             "TRANSPOSE 64x12x32",
             [1, 64, 12, 32],
             lambda x: fq(tf.transpose(fq(x, -4.0, 4.0), [0, 2, 1, 3]), -4.0, 4.0),
@@ -92,8 +107,12 @@ def main():
         "FULLY_CONNECTED 1536->384": lambda x: x @ w_down,
     }
 
-    def convert(fn, shape, int8):
-        f = tf.function(fn, input_signature=[tf.TensorSpec(shape, tf.float32)])
+    def convert(fn, shapes, int8):
+        """An int8 (or dynamic-range) `.tflite` of `fn`; `shapes` is one input shape or a list of
+        shapes and ``(shape, dtype)`` pairs."""
+        shapes = shapes if isinstance(shapes[0], (list, tuple)) else [shapes]
+        specs = [tf.TensorSpec(*s) if isinstance(s, tuple) else tf.TensorSpec(s, tf.float32) for s in shapes]
+        f = tf.function(fn, input_signature=specs)
         converter = tf.lite.TFLiteConverter.from_concrete_functions([f.get_concrete_function()])
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
         if int8:
