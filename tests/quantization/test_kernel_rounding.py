@@ -44,6 +44,40 @@ def test_mean_on_grid_ties_go_to_the_even_level():
     np.testing.assert_array_equal(got, [0.0, 2.0, 0.0, -2.0])
 
 
+@pytest.mark.parametrize("low, high", [(-3.1, 7.3), (-11.7, 226.8)])  # zero points -52 and -115
+def test_mean_on_grid_matches_litert_int8_mean_at_bert_width(low, high):
+    # XNNPACK sends a tie to the even *int8* value, so with an odd zero point its answer is not
+    # "exact mean of (q - zero point), ties to even" (one row in 8 differed there); in unsigned
+    # levels, as mean_on_grid counts, the parities agree.
+    import tensorflow as tf
+
+    from tflite_export._runner import make_interpreter
+
+    rows, depth = 512, 384
+    fake_quant = tf.quantization.fake_quant_with_min_max_vars
+    mean = tf.function(
+        lambda x: fake_quant(tf.reduce_mean(fake_quant(x, low, high), -1, keepdims=True), low, high),
+        input_signature=[tf.TensorSpec([rows, depth], tf.float32)],
+    )
+    converter = tf.lite.TFLiteConverter.from_concrete_functions([mean.get_concrete_function()])
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.inference_input_type = converter.inference_output_type = tf.int8
+    interpreter = make_interpreter(converter.convert(), num_threads=2)
+    interpreter.allocate_tensors()
+    (inp,), (out,) = interpreter.get_input_details(), interpreter.get_output_details()
+    scale, zero = inp["quantization"]
+    assert out["quantization"] == (scale, zero)
+    # Rows whose sums fall on or next to a tie.
+    rng = np.random.default_rng(0)
+    q = rng.integers(-128, 128, size=(rows, depth))
+    q[:, -1] = np.clip(q[:, -1] + depth // 2 + rng.integers(-2, 3, rows) - (q - zero).sum(-1) % depth, -128, 127)
+    interpreter.set_tensor(inp["index"], q.astype(np.int8))
+    interpreter.invoke()
+    litert = interpreter.get_tensor(out["index"]).astype(np.int64).ravel()
+    ours = np.asarray(mean_on_grid(((q - zero) * scale).astype(np.float32), low, high)).ravel()
+    np.testing.assert_array_equal(np.round(ours / scale).astype(np.int64) + zero, litert)
+
+
 @settings(max_examples=30, deadline=None)
 @given(
     seed=st.integers(0, 2**16),
