@@ -34,9 +34,8 @@ def _mask_bias(mask, low, high, bits):
     within XNNPACK's limits for an int8 ADD.
     """
     depth = 2.0 * (high - low)
-    levels = 2.0 ** (bits - 1)
     bias = ops.where(mask, 0.0, -depth)
-    return fake_quant.fake_quant_range(bias, -depth, depth * ((levels - 1.0) / levels), bits)
+    return fake_quant.fake_quant_range(bias, *fake_quant.symmetric_range(depth, bits), bits)
 
 
 @keras.saving.register_keras_serializable(package="kcompress")

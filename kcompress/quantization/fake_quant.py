@@ -110,6 +110,18 @@ def _conversion_range(minimum, maximum):
     return _exact_width(minimum, maximum)
 
 
+def symmetric_range(magnitude, bits=8):
+    """The range ``[-m, m (1 - 2^(1-bits)))`` of a grid centred on zero: zero point exactly 0.
+
+    Example:
+
+    >>> symmetric_range(1.0)
+    (-1.0, 0.9921875)
+    """
+    levels = 2.0 ** (bits - 1)
+    return -magnitude, magnitude * ((levels - 1.0) / levels)
+
+
 def grid_step(minimum, maximum, bits=8):
     """The step of the grid `fake_quant_range` rounds to on ``[minimum, maximum]``.
 

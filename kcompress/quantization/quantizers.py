@@ -129,10 +129,7 @@ class ActivationQuantizer(keras.layers.Layer):
     def _grid_range(self, low, high):
         """The range a learnt ``(low, high)`` gives: itself, or centred on zero for a symmetric grid."""
         if self.symmetric or self.config.symmetric_activations:
-            # 2^(bits-1) levels each side of zero: the grid's zero point is exactly 0.
-            levels = 2.0 ** (self.config.activation_bits - 1)
-            magnitude = ops.maximum(-low, high)
-            return -magnitude, magnitude * ((levels - 1.0) / levels)
+            return fake_quant.symmetric_range(ops.maximum(-low, high), self.config.activation_bits)
         return low, high
 
     def update_range(self, x):
