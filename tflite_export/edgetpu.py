@@ -85,7 +85,7 @@ EDGETPU_OPS = {
 
 # Ops newer models often contain that are not in the table: they run on the CPU.
 NOT_SUPPORTED_HINTS = {
-    "BATCH_MATMUL": "attention matmul (activation x activation); not in the Edge TPU list",
+    "BATCH_MATMUL": "activation x activation (attention, a LayerNorm's sum of squares); not in the Edge TPU list",
     "GELU": "not in the Edge TPU list; RELU maps",
     "GATHER": "embedding lookup; not in the Edge TPU list",
     "DEQUANTIZE": "converts back to float: part of the graph is not quantized",

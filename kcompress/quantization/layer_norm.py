@@ -4,7 +4,7 @@ import keras
 import tensorflow as tf
 from keras import ops
 
-from kcompress.quantization import fake_quant, fixed_ranges, quantizers
+from kcompress.quantization import fake_quant, quantizers
 from kcompress.quantization.base import QuantizeBase
 
 
@@ -24,17 +24,22 @@ class QuantizeLayerNorm(QuantizeBase):
     int8 models lose accuracy. This wrapper computes the same function as
 
         centered = x - mean(x)
-        y = l2_normalize(centered) * (gamma * sqrt(d)) + beta
+        sum_squares = centered @ centered        (per row, a matrix product)
+        y = centered * rsqrt(sum_squares) * (gamma * sqrt(d)) + beta
 
-    which the converter maps to MEAN, SUB, L2_NORMALIZATION (exact int32
-    arithmetic inside one kernel), MUL and ADD, and trains with the ranges
-    of each of those tensors. The two differ only in how epsilon enters:
-    ``max(sum, min(d * eps, 1e-4))`` instead of ``sum + d * eps`` (TFLite
-    fuses the L2 normalization only for a small epsilon), which matters
-    only for rows of nearly constant values. In inference calls the mean
-    rounds as XNNPACK's int8 MEAN does (`fake_quant.mean_on_grid`: a tie
-    goes to the even level), so the QAT model computes what the int8 file
-    computes.
+    which the converter maps to MEAN, SUB, BATCH_MATMUL (the sum of squares
+    accumulated exactly in int32 and rounded once), MAXIMUM, RSQRT (one value
+    per row), MUL, MUL and ADD, and trains with the range of each of those
+    tensors. At MiniLM's shapes (64 rows of 384) the block ran in 16 µs on
+    LiteRT where its built-in L2_NORMALIZATION kernel, the form used before,
+    took 117 µs; on a calibrated MiniLM the logits were also closer to the
+    float model's (RMSE 0.304 against 0.343). The function differs from
+    LayerNormalization's only in how epsilon enters: ``max(sum, floor)``
+    instead of ``sum + d * eps``, where the floor is the larger of ``d * eps``
+    and the first level of the sum's grid; that matters only for rows of
+    nearly constant values. In inference calls the mean rounds as XNNPACK's
+    int8 MEAN does (`fake_quant.mean_on_grid`: a tie goes to the even level),
+    so the QAT model computes what the int8 file computes.
 
     Example:
 
@@ -49,9 +54,11 @@ class QuantizeLayerNorm(QuantizeBase):
 
     def __init__(self, layer, config=None, **kwargs):
         super().__init__(layer, config, **kwargs)
-        for role in ("input", "centered", "scaled", "output"):
+        # The centred rows keep a learnt, asymmetric range: a zero-centred one (what XNNPACK's
+        # int8 BATCH_MATMUL asks for) doubles the step when an outlier channel skews the row,
+        # and the product of 64 rows of 384 is as fast on LiteRT's built-in kernel.
+        for role in ("input", "centered", "sum_squares", "inverse_norm", "normalized", "scaled", "output"):
             self._quantizer(role)
-        self._quantizer("normalized", fixed_range=fixed_ranges.L2_NORMALIZATION)
 
     def call(self, inputs, training=None):
         q = self._quantizers
@@ -73,9 +80,14 @@ class QuantizeLayerNorm(QuantizeBase):
             mean = ops.mean(x, axis=-1, keepdims=True)
         mean = grid.apply(mean)
         centered = q["centered"](x - mean, training=training)
-        # TFLite fuses l2_normalize into L2_NORMALIZATION only for epsilon < 1e-3.
-        epsilon = min(max(float(norm.epsilon) * depth, 1e-12), 1e-4)
-        normalized = q["normalized"](_l2_normalize(centered, epsilon))
+        sum_squares = q["sum_squares"](_row_sum_squares(centered), training=training)
+        # A row whose sum rounds to 0 reads the grid's first level instead: rsqrt(epsilon) alone
+        # would be huge, and one such row in a batch would stretch the learnt inverse-norm range
+        # (seen in MiniLM QAT: 0.07 -> 510 in 8 steps, and the model stopped learning).
+        sum_grid = q["sum_squares"].current_range()
+        floor = ops.maximum(fake_quant.grid_step(*sum_grid, self.config.activation_bits), float(norm.epsilon) * depth)
+        inverse_norm = q["inverse_norm"](tf.math.rsqrt(tf.maximum(sum_squares, floor)), training=training)
+        normalized = q["normalized"](centered * inverse_norm, training=training)
         if norm.scale:
             gamma = norm.gamma.value * (depth**0.5)
         else:
@@ -86,9 +98,17 @@ class QuantizeLayerNorm(QuantizeBase):
         return q["output"](y, training=training)
 
 
-def _l2_normalize(x, epsilon):
-    """``x * rsqrt(max(sum(x^2), eps))``: the pattern TFLite fuses into L2_NORMALIZATION."""
-    return tf.math.l2_normalize(x, axis=-1, epsilon=epsilon)
+def _row_sum_squares(x):
+    """``sum(x^2)`` over the last axis, keeping it, as one row-by-row matrix product.
+
+    An int8 BATCH_MATMUL accumulates the squares exactly in int32 and rounds
+    once; MUL then SUM would round every square on one grid, where the
+    outlier channels of a BERT leave the ordinary ones at zero.
+    """
+    depth = x.shape[-1]
+    rows = tf.reshape(x, [-1, 1, depth])
+    sums = tf.matmul(rows, rows, transpose_b=True)
+    return tf.reshape(sums, tf.concat([tf.shape(x)[:-1], [1]], axis=0))
 
 
 def _quantized_constant(value):
