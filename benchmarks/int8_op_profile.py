@@ -16,7 +16,10 @@ kernel, about 20x slower; `kcompress.quantization` now gives them symmetric
 ranges. The SELECT_V2 and ADD rows show a second find: attention used to
 mask its scores with a SELECT_V2 over every head, which XNNPACK does not
 take; it now adds a bias selected on the mask alone, an ADD that XNNPACK
-runs.
+runs. The LayerNorm rows show a third: the L2_NORMALIZATION kernel LiteRT
+runs on its built-in kernels is replaced by a sum of squares (BATCH_MATMUL),
+one RSQRT per row and a MUL, of which only the RSQRT (64 values) is not
+delegated.
 
 Run: ``python benchmarks/int8_op_profile.py``. Writes
 ``benchmarks/results/int8_op_profile.json`` and ``.md``.
@@ -48,6 +51,14 @@ def main():
         return tf.constant(np.round(w / step) * step)
 
     w_qkv, w_up, w_down = weights(384, 384), weights(384, 1536), weights(1536, 384)
+
+    def normalize_rows(x):
+        """kcompress's int8 LayerNorm after the mean: rows times rsqrt of their sum of squares."""
+        centered = fq(x, -3.0, 13.0)
+        rows = tf.reshape(centered, [64, 1, 384])
+        sums = fq(tf.reshape(tf.matmul(rows, rows, transpose_b=True), [1, 64, 1]), 0.0, 600.0)
+        return fq(centered * fq(tf.math.rsqrt(tf.maximum(sums, 600.0 / 255)), 0.0, 0.2), -1.0, 1.0)
+
     cases = [
         ("FULLY_CONNECTED 384->384", [1, 64, 384], lambda x: fq(fq(x, -4.0, 4.0) @ w_qkv, -30.0, 30.0), 24),
         ("FULLY_CONNECTED 384->1536", [1, 64, 384], lambda x: fq(fq(x, -4.0, 4.0) @ w_up, -30.0, 30.0), 6),
@@ -69,11 +80,12 @@ def main():
         ("SOFTMAX 12x64x64", [1, 12, 64, 64], lambda x: fq(tf.nn.softmax(fq(x, -8.0, 8.0)), 0.0, 255 / 256), 6),
         ("GELU 64x1536", [1, 64, 1536], lambda x: fq(tf.nn.gelu(fq(x, -8.0, 8.0)), -1.0, 8.0), 6),
         (
-            "L2_NORMALIZATION 64x384",
+            "L2_NORMALIZATION 64x384 (before)",
             [1, 64, 384],
             lambda x: fq(tf.math.l2_normalize(fq(x, -8.0, 8.0), -1), -1.0, 127 / 128),
-            13,
+            0,
         ),
+        ("LayerNorm sum of squares, RSQRT, MUL 64x384", [1, 64, 384], normalize_rows, 13),
         (
             "MEAN + SUB 64x384",
             [1, 64, 384],
