@@ -1174,8 +1174,9 @@ ANDROID = [
       int32/bool *activations*, where the Edge TPU wants 8-bit tensors throughout. The
       very first op already touches them, so the first CPU op is #0 and **no op** would
       run on the Edge TPU (the compiler only maps a leading run of ops);
-    - the embedding lookup `GATHER` and the attention `BATCH_MATMUL` (activation ×
-      activation) and `GELU` are not in Coral's op list;
+    - the embedding lookup `GATHER`, the `BATCH_MATMUL`s of attention and of each
+      LayerNorm's sum of squares (activation × activation) and `GELU` are not in
+      Coral's op list;
     - the `FULLY_CONNECTED` layers work on a whole sequence (`[1, 32, 384]`), while the
       Edge TPU's fully-connected op needs a one-dimensional output.
 
@@ -1325,8 +1326,9 @@ ANDROID = [
     writes. Every activation is int8; int32 and bool appear only in the handling of the
     three integer inputs (embedding indices, attention mask), and for biases and shapes.
     `FULLY_CONNECTED` (the projections and feed-forward layers) and `BATCH_MATMUL`
-    (attention) are where the time goes; `MEAN`, `SUB`, `L2_NORMALIZATION`, `MUL` and
-    `ADD` are kcompress's int8-friendly LayerNorm, `SELECT_V2` applies the attention mask.
+    (attention, and each LayerNorm's sum of squares) are where the time goes; `MEAN`, `SUB`,
+    `MAXIMUM`, `RSQRT`, `MUL` and `ADD` make up the rest of kcompress's int8-friendly
+    LayerNorm, and a `SELECT_V2` on the mask alone builds the attention mask's bias.
     """),
     code("""
     display(Markdown(info.table()))
