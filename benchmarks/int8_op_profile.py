@@ -8,6 +8,9 @@ times the op's count in the 6-layer model estimates its share. The
 ops it does not take run on LiteRT's built-in kernels (and split the
 delegated graph). The FULLY_CONNECTED rows also time the same product in a
 dynamic-range file, which is what the dynamic-range MiniLM runs for them.
+The rows of ops XNNPACK has no int8 kernel for also time their form with
+``convert(float_ops=...)`` (`tflite_export.float_ops`): DEQUANTIZE, the op
+in float32, QUANTIZE, all three delegated.
 
 The BATCH_MATMUL rows show what this profile found: XNNPACK runs an int8
 matrix product only when its operands have zero point 0. With asymmetric
@@ -41,6 +44,7 @@ def main():
 
     from tflite_export import benchmark
     from tflite_export._runner import make_interpreter
+    from tflite_export.float_ops import run_in_float
 
     fq = tf.quantization.fake_quant_with_min_max_vars
     rng = np.random.default_rng(0)
@@ -119,6 +123,14 @@ def main():
         "FULLY_CONNECTED 1536->384": lambda x: x @ w_down,
     }
 
+    # The same ops computed in float32 between int8 tensors (the "for CPU" files of tflite_minilm).
+    float_forms = {
+        "SOFTMAX 12x64x64": ["SOFTMAX"],
+        "GELU 64x1536": ["GELU"],
+        "LayerNorm sum of squares, RSQRT, MUL 64x384": ["MAXIMUM", "RSQRT"],
+        "L2_NORMALIZATION 64x384 (before)": [],
+    }
+
     def convert(fn, shapes, int8):
         """An int8 (or dynamic-range) `.tflite` of `fn`; `shapes` is one input shape or a list of
         shapes and ``(shape, dtype)`` pairs."""
@@ -143,6 +155,10 @@ def main():
         if name in dynamic_products:
             dynamic = benchmark(convert(dynamic_products[name], shape, int8=False), threads=2, runs=300, warmup=20)
             dynamic_us = dynamic.median_ms * 1000
+        float_us = None
+        if float_forms.get(name):
+            float_form, _ = run_in_float(flatbuffer, float_forms[name])
+            float_us = benchmark(float_form, threads=2, runs=300, warmup=20).median_ms * 1000
         rows.append(
             {
                 "op": name,
@@ -151,25 +167,29 @@ def main():
                 "ms": latency.median_ms * count,
                 "xnnpack": delegated,
                 "dynamic_range_us": dynamic_us,
+                "float_ops_us": float_us,
             }
         )
         print(
             f"{name:48s} {rows[-1]['us']:8.1f} us x{count:3d} = {rows[-1]['ms']:6.2f} ms  XNNPACK {delegated}"
-            + (f"  (dynamic-range {dynamic_us:.1f} us)" if dynamic_us is not None else ""),
+            + (f"  (dynamic-range {dynamic_us:.1f} us)" if dynamic_us is not None else "")
+            + (f"  (float_ops {float_us:.1f} us)" if float_us is not None else ""),
             flush=True,
         )
     total = sum(r["ms"] for r in rows)
     lines = [
-        "| op (int8) | XNNPACK | µs per op | count in MiniLM | ms in MiniLM | share | dynamic-range µs |",
-        "| --- | --- | --- | --- | --- | --- | --- |",
+        "| op (int8) | XNNPACK | µs per op | count in MiniLM | ms in MiniLM | share | dynamic-range µs | "
+        "float_ops µs |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for r in sorted(rows, key=lambda r: -r["ms"]):
         lines.append(
             f"| {r['op']} | {'yes' if r['xnnpack'] else 'no'} | {r['us']:.1f} | {r['count']} | {r['ms']:.2f} | "
             f"{r['ms'] / total:.0%} | "
             + (f"{r['dynamic_range_us']:.1f} |" if r["dynamic_range_us"] is not None else "|")
+            + (f" {r['float_ops_us']:.1f} |" if r["float_ops_us"] is not None else " |")
         )
-    lines.append(f"| total of these ops | | | | {total:.2f} | | |")
+    lines.append(f"| total of these ops | | | | {total:.2f} | | | |")
     table = "\n".join(lines)
     print("\n" + table)
     write_results("int8_op_profile", {"rows": rows, "total_ms": total}, table)

@@ -13,14 +13,20 @@ export issue, all in the same run:
 - int8 QAT + distillation: the same, fine-tuned by
   `kcompress.distillation.Distiller` with the float model as teacher (soft
   logits and labels), so QAT recovers the float model rather than drifting
-  on new data.
+  on new data;
+- "for CPU" rows: the same two QAT models converted with
+  ``float_ops=tflite_export.float_ops.FLOAT_OPS``: SOFTMAX, GELU, RSQRT and
+  MAXIMUM compute in float32 between int8 tensors, because XNNPACK (LiteRT's
+  CPU delegate) has float kernels for them and no int8 ones. These files are
+  not full integer (not for an Edge TPU).
 
 Latencies are measured after every file is written, in interleaved rounds
 (`tflite_export.compare`), so a slow spell of a shared machine hits every
 row alike.
 
 Each row: file size, LiteRT latency (batch 1, 2 threads, median and p90),
-and test accuracy of the `.tflite` itself on held-out snippets. Writes
+test accuracy of the `.tflite` itself on held-out snippets, and how many
+parts of the graph XNNPACK runs (each op it does not take splits the graph). Writes
 ``benchmarks/results/tflite_minilm.json`` and ``.md``.
 
 Accuracy is measured on up to 2,560 held-out snippets: the test split and
@@ -64,6 +70,7 @@ def main():
     import tflite_export
     from kcompress import distillation, quantization
     from kcompress.data import TextSplit, load_rotten_tomatoes
+    from tflite_export.float_ops import FLOAT_OPS
 
     def heldout(size):
         """The test split, then the validation split (nothing here tunes on it): 2,560 snippets in all."""
@@ -105,19 +112,27 @@ def main():
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         plans = [
-            ("float32", model, "float32", None),
-            ("float16", model, "float16", None),
-            ("dynamic", model, "dynamic", None),
-            ("int8 PTQ", model, "int8", calibration),
-            ("int8 QAT (kcompress)", qat, "int8", None),
-            ("int8 QAT + distillation (kcompress)", distilled_qat, "int8", None),
+            ("float32", model, "float32", None, ()),
+            ("float16", model, "float16", None, ()),
+            ("dynamic", model, "dynamic", None, ()),
+            ("int8 PTQ", model, "int8", calibration, ()),
+            ("int8 QAT (kcompress)", qat, "int8", None, ()),
+            ("int8 QAT + distillation (kcompress)", distilled_qat, "int8", None, ()),
+            ("int8 QAT for CPU (kcompress)", qat, "int8", None, FLOAT_OPS),
+            ("int8 QAT + distillation for CPU (kcompress)", distilled_qat, "int8", None, FLOAT_OPS),
         ]
         paths = {}
-        for name, source, mode, data in plans:
+        for name, source, mode, data, float_ops in plans:
             path = paths[name] = Path(tmp) / f"{name.split()[0]}_{len(rows)}.tflite"
             convert_started = time.perf_counter()
             result = tflite_export.convert(
-                source, path, mode=mode, representative_data=data, input_shapes=shapes, allow_float_ops=True
+                source,
+                path,
+                mode=mode,
+                representative_data=data,
+                input_shapes=shapes,
+                allow_float_ops=True,
+                float_ops=float_ops,
             )
             convert_seconds = time.perf_counter() - convert_started
             file_accuracy = tflite_accuracy(path, x_test, test.labels, args.threads)
@@ -128,6 +143,8 @@ def main():
                     "accuracy": file_accuracy,
                     "full_integer": result.model.is_full_integer(),
                     "ops": len(result.model.ops),
+                    "float_ops": result.float_ops,
+                    "xnnpack_parts": xnnpack_parts(path, args.threads),
                     "convert_s": convert_seconds,
                 }
             )
@@ -165,15 +182,16 @@ def main():
         f"sequence length {args.sequence_length}; batch 1; {args.threads} threads; seed {args.seed}; "
         f"accuracy of each .tflite on {len(test):,} held-out snippets (test, then validation split).",
         "",
-        "| model | size (MB) | size vs float32 | median latency (ms) | p90 (ms) | latency vs float32 | accuracy | "
-        "full integer |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| model | size (MB) | size vs float32 | median latency (ms) | p90 (ms) | latency vs float32 | "
+        "latency vs dynamic | accuracy | full integer | XNNPACK parts |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
+    dynamic_ms = next(row["median_ms"] for row in rows if row["model"] == "dynamic")
     for row in rows:
         lines.append(
             f"| {row['model']} | {row['size_mb']:.1f} | {row['size_ratio']:.2f}x | {row['median_ms']:.2f} | "
-            f"{row['p90_ms']:.2f} | {row['latency_ratio']:.2f}x | {row['accuracy']:.3f} | "
-            f"{'yes' if row['full_integer'] else 'no'} |"
+            f"{row['p90_ms']:.2f} | {row['latency_ratio']:.2f}x | {row['median_ms'] / dynamic_ms:.2f}x | "
+            f"{row['accuracy']:.3f} | {'yes' if row['full_integer'] else 'no'} | {row['xnnpack_parts']} |"
         )
     lines += [
         "",
@@ -214,6 +232,16 @@ def main():
     if not args.quick:
         write_results("tflite_minilm", result, table)
     print(f"total {result['total_seconds']:.0f} s")
+
+
+def xnnpack_parts(path, threads):
+    """How many parts of the graph LiteRT's default CPU delegate (XNNPACK) runs."""
+    from tflite_export._runner import make_interpreter
+
+    interpreter = make_interpreter(Path(path).read_bytes(), num_threads=threads)
+    interpreter.allocate_tensors()  # LiteRT applies its default delegate here.
+    nodes = interpreter._interpreter
+    return sum(nodes.NodeName(i) == "DELEGATE" for i in range(nodes.NumNodes()))
 
 
 if __name__ == "__main__":

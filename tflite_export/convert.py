@@ -10,6 +10,7 @@ import tensorflow as tf
 from kcompress import quantization
 from kcompress._errors import check_int, expected_error
 from tflite_export import _files
+from tflite_export.float_ops import check_float_ops, run_in_float
 from tflite_export.inspect import describe
 
 MODES = ("float32", "float16", "dynamic", "int8", "int16x8")
@@ -27,6 +28,9 @@ class Conversion:
             quantization-aware (kcompress.quantization) model.
         model: The written graph described (`tflite_export.inspect.TFLiteModel`):
             inputs, outputs, ops and dtypes.
+        float_ops: How many ops of each name `convert(float_ops=...)`
+            moved to float32 between a DEQUANTIZE and a QUANTIZE (empty
+            for a full-int8 file).
     """
 
     path: str
@@ -34,10 +38,14 @@ class Conversion:
     size_bytes: int
     quantization_aware: bool
     model: object = dataclasses.field(repr=False)
+    float_ops: dict = dataclasses.field(default_factory=dict)
 
     def __str__(self):
         counts = ", ".join(f"{name} x{n}" for name, n in self.model.op_counts().most_common())
-        kind = "full integer" if self.model.is_full_integer() else "has float tensors"
+        if self.float_ops:
+            kind = "int8, float32 " + ", ".join(f"{name} x{n}" for name, n in sorted(self.float_ops.items()))
+        else:
+            kind = "full integer" if self.model.is_full_integer() else "has float tensors"
         return (
             f"{self.path}: {self.mode}, {self.size_bytes / 1e6:.2f} MB, {len(self.model.ops)} ops ({kind})\n"
             f"ops: {counts}"
@@ -159,6 +167,7 @@ def convert(
     calibration_steps=100,
     allow_float_ops=False,
     input_shapes=None,
+    float_ops=(),
 ):
     """Converts a Keras model to a `.tflite` file and describes the result.
 
@@ -195,6 +204,14 @@ def convert(
             Keras shape has unknown dimensions: a tuple, or a dict by input
             name, e.g. ``{"token_ids": (64,), "segment_ids": (64,),
             "padding_mask": (64,)}``.
+        float_ops: For ``int8``, op names among
+            `tflite_export.float_ops.FLOAT_OPS` (``"SOFTMAX"``, ``"GELU"``,
+            ``"RSQRT"``) to compute in float32 between a DEQUANTIZE and a
+            QUANTIZE, for CPUs: XNNPACK has float kernels for them and no
+            int8 ones, so a transformer runs faster on LiteRT's CPU path
+            with the same int8 tensors around them. The file is then not
+            full integer (not for an Edge TPU). The full-int8 check runs
+            before this rewrite.
 
     Returns:
         A `Conversion`.
@@ -215,6 +232,9 @@ def convert(
     path = _files.output_path(path)
     batch_size = check_int("batch_size", batch_size, minimum=1)
     calibration_steps = check_int("calibration_steps", calibration_steps, minimum=1)
+    float_ops = check_float_ops(float_ops)
+    if float_ops and mode != "int8":
+        raise expected_error("float_ops only with mode='int8'", mode=mode, float_ops=float_ops)
     aware = bool(quantization.quantization_wrappers(model))
     if mode in ("int16x8",) and representative_data is None:
         raise expected_error("representative_data for mode='int16x8'", representative_data=None)
@@ -250,8 +270,12 @@ def convert(
             ". Quantize the layer that produces it (see kcompress.quantization.registry), pass representative_data, "
             "or pass allow_float_ops=True to keep it float."
         )
+    moved = {}
+    if float_ops:
+        flatbuffer, moved = run_in_float(flatbuffer, float_ops)
+        described = describe(flatbuffer)
     size = _files.write_bytes_atomic(path, flatbuffer)
-    return Conversion(str(path), mode, size, aware, described)
+    return Conversion(str(path), mode, size, aware, described, moved)
 
 
 def _first_float_op(described):

@@ -44,9 +44,38 @@ class _IntParser(flags.IntegerParser):
         return value
 
 
+class _ChoiceListParser(flags.ListParser):
+    """Comma-separated names, each one of `choices`."""
+
+    def __init__(self, name, choices):
+        super().__init__()
+        self.name = name
+        self.choices = tuple(choices)
+
+    def parse(self, argument):
+        values = super().parse(argument)
+        if any(value not in self.choices for value in values):
+            raise expected_error(
+                f"--{self.name} as comma-separated names among {self.choices}", **{f"--{self.name}": argument}
+            )
+        return values
+
+
 def define_choice(flag_values, name, default, choices, help):
     """Defines ``--name`` taking one of `choices`; the help lists them."""
     flags.DEFINE(_ChoiceParser(name, choices), name, default, f"{help} One of: {', '.join(choices)}.", flag_values)
+
+
+def define_choice_list(flag_values, name, choices, help):
+    """Defines ``--name`` taking comma-separated names among `choices` (default: none)."""
+    flags.DEFINE(
+        _ChoiceListParser(name, choices),
+        name,
+        None,
+        f"{help} Any of: {', '.join(choices)}.",
+        flag_values,
+        serializer=flags.CsvListSerializer(","),
+    )
 
 
 def define_int(flag_values, name, default, help, minimum):

@@ -18,6 +18,7 @@ _NEEDS_CALIBRATION = ("int16x8",)
 def _define(flag_values):
     with quiet():
         from tflite_export import MODES  # Loads TensorFlow: only for this command.
+        from tflite_export.float_ops import FLOAT_OPS
 
     _flags.define_string(flag_values, "model", None, "The Keras model to convert (.keras).")
     _flags.define_choice(flag_values, "mode", "float32", MODES, "Conversion mode (see tflite_export.convert).")
@@ -42,6 +43,14 @@ def _define(flag_values):
     )
     _flags.define_int(flag_values, "calibration-steps", 100, "Calibration rows read from --calibration.", minimum=1)
     _flags.define_bool(flag_values, "allow-float-ops", False, "For int8: write the file even if some ops stay float.")
+    _flags.define_choice_list(
+        flag_values,
+        "float-ops",
+        FLOAT_OPS,
+        "For int8: ops to compute in float32 between a DEQUANTIZE and a QUANTIZE, for phone CPUs (LiteRT's "
+        "XNNPACK has float kernels for them and no int8 ones). The file is then not full integer: not for an "
+        "Edge TPU.",
+    )
     _flags.define_bool(flag_values, "verify", True, "Compare Keras and .tflite outputs on the calibration rows.")
 
 
@@ -50,6 +59,8 @@ def _execute(args, positional):
     csv_path = _paths.existing_file("--calibration", args.calibration) if args.calibration else None
     if args.mode in _NEEDS_CALIBRATION and csv_path is None:
         raise UsageError(f"Expected --calibration=DATA.csv for --mode={args.mode}. Received: no --calibration")
+    if args.float_ops and args.mode != "int8":
+        raise UsageError(f"Expected --mode=int8 with --float-ops. Received: --mode={args.mode}")
     out = _paths.output_file("--out", args.out or _default_out(model_path, args.mode))
     columns = _calibration.read_csv("--calibration", csv_path, args.calibration_steps) if csv_path else None
     verify = columns is not None and args.verify
@@ -88,6 +99,7 @@ def _execute(args, positional):
             calibration_steps=args.calibration_steps,
             allow_float_ops=args.allow_float_ops,
             input_shapes=shapes,
+            float_ops=tuple(args.float_ops or ()),
         )
     print(str(result).splitlines()[0])  # Path, mode, size in MB, op count, full integer or not.
     print(result.model, flush=True)  # Size in bytes, inputs, outputs, op table with dtypes.
@@ -117,5 +129,6 @@ COMMAND = Command(
     examples=(
         "kcompress export --model m.keras --mode int8 --calibration data.csv --out m.tflite",
         "kcompress export --model minilm.keras --mode dynamic --sequence-length 64",
+        "kcompress export --model qat.keras --mode int8 --sequence-length 64 --float-ops SOFTMAX,GELU",
     ),
 )

@@ -63,6 +63,21 @@ def test_text_model_int8_with_text_calibration(cli, bert_keras, text_csv, tmp_pa
     assert not out.exists()
 
 
+def test_text_model_int8_with_float_ops_for_cpus(cli, bert_keras, text_csv, tmp_path):
+    out = tmp_path / "bert_cpu.tflite"
+    args = ("export", "--model", bert_keras, "--mode=int8", "--calibration", text_csv, "--out", out)
+    run = cli(*args, "--allow-float-ops", "--float_ops=SOFTMAX,GELU")
+    assert run.code == 0, run.err
+    assert "int8, float32 GELU x1, SOFTMAX x1" in run.out
+    assert "Keras vs .tflite on 18 examples" in run.out
+
+
+def test_float_ops_need_int8(cli, mlp_keras, tmp_path):
+    run = cli("export", "--model", mlp_keras, "--float-ops=SOFTMAX", "--out", tmp_path / "m.tflite")
+    assert_usage_error(run, "Expected --mode=int8 with --float-ops. Received: --mode=float32")
+    assert not (tmp_path / "m.tflite").exists()
+
+
 def test_bad_mode_is_one_line_exit_2(cli, mlp_keras):
     assert_usage_error(
         cli("export", "--model", mlp_keras, "--mode=int4"),
@@ -82,6 +97,10 @@ def test_bad_mode_is_one_line_exit_2(cli, mlp_keras):
         (("--model=m.keras", "--verify=maybe"), ["--verify to be true or false"]),
         (("--model=m.keras", "--mdoel=x"), ["Received: flag='--mdoel'", "did you mean --model"]),
         (("--model=m.keras", "extra"), ["Expected no positional argument", "['extra']"]),
+        (
+            ("--model=m.keras", "--mode=int8", "--float-ops=SOFTMAX,CONV_2D"),
+            ["--float-ops as comma-separated names among ('GELU', 'MAXIMUM', 'RSQRT', 'SOFTMAX')", "'SOFTMAX,CONV_2D'"],
+        ),
     ],
 )
 def test_bad_usage_is_one_line_exit_2(cli, args, fragments):

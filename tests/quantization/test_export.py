@@ -72,7 +72,7 @@ def test_qat_int8_separable_conv(tmp_path):
     assert check.agreement >= 0.95, str(check)
 
 
-def bert_int8(seed, path):
+def bert_int8(seed, path, **convert_kwargs):
     """The BERT recipe: padded rows, QAT fit (eager, 4 steps), calibrate, int8, verify."""
     keras.utils.set_random_seed(seed)
     model = tiny_bert_classifier()
@@ -81,7 +81,7 @@ def bert_int8(seed, path):
     y = np.random.default_rng(seed).integers(0, 2, 32)
     qat = fit(quantize_model(model), x, y, steps=4)
     calibrate(qat, x)
-    conversion = convert(qat, path, mode="int8", input_shapes={k: (8,) for k in x})
+    conversion = convert(qat, path, mode="int8", input_shapes={k: (8,) for k in x}, **convert_kwargs)
     return conversion, verify(qat, conversion.path, x)
 
 
@@ -122,6 +122,17 @@ def test_qat_int8_keras_hub_bert(seed, tmp_path):
     # built-in kernel, ~10x slower at MiniLM shapes): query, key and value ranges are symmetric.
     zero_points = batch_matmul_operand_zero_points(conversion.model)
     assert len(zero_points) == 6 and set(zero_points) == {0}, zero_points  # 2 layers x (q, k, v)
+
+
+def test_qat_int8_keras_hub_bert_with_float_ops_for_cpus(tmp_path):
+    # The CPU form: the ops XNNPACK has no int8 kernel for compute in float32 between int8 tensors.
+    conversion, check = bert_int8(0, tmp_path / "bert_cpu.tflite", float_ops=("SOFTMAX", "GELU", "RSQRT"))
+    assert conversion.float_ops == {"GELU": 2, "RSQRT": 5, "SOFTMAX": 2}
+    computing_in_float = {op.name for op in conversion.model.float_ops()} - {"DEQUANTIZE", "QUANTIZE"}
+    assert computing_in_float == {"GELU", "RSQRT", "SOFTMAX"}
+    # As close to the QAT model as the full-int8 file (seed 0 there: 1.0 within one step).
+    assert check.examples == 32 and check.agreement >= 0.95, str(check)
+    assert check.within_one_step >= 0.95, str(check)
 
 
 def batch_matmul_operand_zero_points(described):
