@@ -111,18 +111,33 @@ class QatStage:
 
 @dataclasses.dataclass(frozen=True)
 class ExportStage:
-    """Int8 `.tflite` export, verification, Edge TPU report and LiteRT latency."""
+    """Int8 `.tflite` export, verification, Edge TPU report and LiteRT latency.
+
+    ``float_ops`` (with ``mode="int8"``) names ops to compute in float32
+    between int8 tensors for phone CPUs, e.g. ``["SOFTMAX", "GELU", "RSQRT",
+    "MAXIMUM"]`` (see `tflite_export.float_ops`); the file is then not for an
+    Edge TPU.
+    """
 
     mode: str = "int8"
     threads: int = 2
     runs: int = 50
     verify_samples: int = 256
+    float_ops: tuple = ()
 
     def __post_init__(self):
         from tflite_export import MODES
+        from tflite_export.float_ops import FLOAT_OPS
 
         if self.mode not in MODES:
             raise expected_error(f"export.mode in {MODES}", **{"export.mode": self.mode})
+        names = self.float_ops
+        if isinstance(names, str) or not isinstance(names, (list, tuple)) or any(n not in FLOAT_OPS for n in names):
+            expectation = f"export.float_ops as a list of names among {FLOAT_OPS}"
+            raise expected_error(expectation, **{"export.float_ops": names})
+        if names and self.mode != "int8":
+            raise expected_error("export.float_ops only with export.mode='int8'", **{"export.mode": self.mode})
+        object.__setattr__(self, "float_ops", tuple(names))
         check_int("export.threads", self.threads, minimum=1)
         check_int("export.runs", self.runs, minimum=1)
         check_int("export.verify_samples", self.verify_samples, minimum=1)

@@ -45,7 +45,9 @@ def run_export(context, model, directory):
         representative_data=representative,
         input_shapes=input_shapes(data.x_test),
         allow_float_ops=True,
+        float_ops=settings.float_ops,
     )
+    kind = f"{settings.mode} for CPU" if settings.float_ops else settings.mode
     samples = {k: v[: settings.verify_samples] for k, v in data.x_test.items()}
     verification = tflite_export.verify(model, path, samples)
     outputs = Runner(path, num_threads=settings.threads).run_batch(data.x_test)
@@ -66,11 +68,12 @@ def run_export(context, model, directory):
         "accuracy": accuracy,
         "latency_ms": latency.median_ms,
         "latency_p90_ms": latency.p90_ms,
-        "latency_kind": f"{settings.mode} .tflite",
-        "size_kind": f"{settings.mode} .tflite",
+        "latency_kind": f"{kind} .tflite",
+        "size_kind": f"{kind} .tflite",
         "agreement_with_keras": verification.agreement,
         "max_diff_in_steps": verification.max_diff_in_steps,
         "full_integer": conversion.model.is_full_integer(),
+        "float_ops": conversion.float_ops,
         "edgetpu_verdict": edgetpu.verdict,
         "edgetpu_mapped_ops": edgetpu.mapped_ops,
         "total_ops": edgetpu.total_ops,

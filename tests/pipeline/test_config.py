@@ -24,6 +24,14 @@ def test_json_and_yaml_files(tmp_path):
     assert PipelineConfig.from_dict(from_json.to_dict()) == from_json
 
 
+def test_export_float_ops_from_a_file_are_a_tuple(tmp_path):
+    (tmp_path / "c.yaml").write_text("export:\n  float_ops: [SOFTMAX, GELU]\n")
+    config = PipelineConfig.from_file(tmp_path / "c.yaml")
+    assert config.export.float_ops == ("SOFTMAX", "GELU")
+    assert PipelineConfig.from_dict(json.loads(json.dumps(config.to_dict()))) == config
+    assert config.fingerprint("export") != PipelineConfig().fingerprint("export")
+
+
 def test_fingerprint_follows_the_sections_a_stage_depends_on():
     base = PipelineConfig()
     changed = PipelineConfig(prune=PruneStage(sparsity=0.8))
@@ -40,6 +48,12 @@ def test_fingerprint_follows_the_sections_a_stage_depends_on():
         ({"distill": {"alpha": 2}}, r"Expected distill.alpha in \[0, 1\]"),
         ({"distill": {"student_layers": 0}}, r"Expected distill.student_layers >= 1"),
         ({"export": {"mode": "int4"}}, r"Expected export.mode in"),
+        ({"export": {"float_ops": ["CONV_2D"]}}, r"Expected export.float_ops as a list of names among \('GELU'"),
+        ({"export": {"float_ops": "SOFTMAX"}}, r"Received: export.float_ops='SOFTMAX'"),
+        (
+            {"export": {"mode": "dynamic", "float_ops": ["SOFTMAX"]}},
+            r"Expected export.float_ops only with export.mode='int8'. Received: export.mode='dynamic'",
+        ),
         ({"qat": {"learning_rate": 0}}, r"Expected qat.learning_rate > 0"),
         ({"epochs": 3}, r"Expected settings among .* Received: unknown=\['epochs'\]"),
         ({"prune": {"rate": 0.5}}, r"Expected prune settings among .* Received: unknown=\['rate'\]"),

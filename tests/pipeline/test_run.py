@@ -89,6 +89,21 @@ def test_changed_settings_rerun_that_stage_and_later_ones(finished, capsys):
     run_pipeline(config, result.out, verbose=0)  # Back to the module's settings for other tests.
 
 
+def test_export_for_cpu_reruns_the_export_stage_only(finished):
+    config, result = finished
+    cpu = dataclasses.replace(config, export=dataclasses.replace(config.export, float_ops=("SOFTMAX", "GELU")))
+    again = run_pipeline(cpu, result.out, verbose=0)
+    assert again.resumed == ("teacher", "distill", "prune", "qat")
+    export = again.rows[-1]
+    assert export["float_ops"] == {"GELU": 1, "SOFTMAX": 1}  # The 1-layer student.
+    assert not export["full_integer"] and export["latency_kind"] == "int8 for CPU .tflite"
+    assert export["agreement_with_keras"] >= 0.8
+    # The Edge TPU report now finds float32 tensors, which the full-int8 file has none of.
+    assert "float32" in export["edgetpu_verdict"] and "float32" not in result.rows[-1]["edgetpu_verdict"]
+    assert export["edgetpu_verdict"] in open(os.path.join(result.out, "05_export", "edgetpu.txt")).read()
+    run_pipeline(config, result.out, verbose=0)  # Back to the module's settings for other tests.
+
+
 def test_folders_of_an_older_qat_format_are_redone(finished):
     # A run folder written before the QAT stage's format 2 holds a model.keras whose wrappers have
     # range variables this version's do not: it is redone rather than failing to load.
