@@ -1201,6 +1201,32 @@ ANDROID = [
     print(tflite_export.check_edgetpu(cnn_export.path))
     """),
     md("""
+    ### For a phone CPU: `float_ops`
+
+    On a phone's CPU the file runs on LiteRT's XNNPACK delegate, which has int8 kernels for
+    almost every op here but not for `SOFTMAX`, `GELU`, `RSQRT` and `MAXIMUM`: those run
+    on LiteRT's slower built-in kernels, one thread, and each of them splits the graph
+    XNNPACK runs. XNNPACK does have float32 kernels for them. `convert(...,
+    float_ops=...)` computes those ops in float32 between a `DEQUANTIZE` and a `QUANTIZE`,
+    with the same int8 tensors around them, so the numbers stay those of the QAT model.
+    The file is then no longer full integer (not for an Edge TPU or an NPU), so it is an
+    option, not the default; `"export": {"float_ops": [...]}` in the pipeline settings
+    writes it instead of the full-int8 file.
+    """),
+    code("""
+    from tflite_export.float_ops import FLOAT_OPS
+
+    qat_model = keras.models.load_model(run_dir / "04_qat" / "model.keras")
+    shapes = {t.name: t.shape[1:] for t in info.inputs}
+    cpu_export = tflite_export.convert(
+        qat_model, run_dir / "model_int8_cpu.tflite", mode="int8", input_shapes=shapes, float_ops=FLOAT_OPS
+    )
+    print(cpu_export)
+    latencies = tflite_export.compare({"full int8": model_path, "int8 for CPU": cpu_export.path}, runs=50)
+    for name, latency in latencies.items():
+        print(f"{name:>13}: {latency}")
+    """),
+    md("""
     ## 4. The app's logic, checked in Python
 
     Before writing Kotlin, the same steps in Python against the exported files only —
