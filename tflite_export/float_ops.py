@@ -35,7 +35,8 @@ from ai_edge_litert.tools import flatbuffer_utils
 from kcompress._errors import expected_error
 
 # Ops whose int8 form LiteRT runs on built-in kernels and whose float32 form
-# XNNPACK runs, each taking one activation input and writing one output.
+# XNNPACK runs; each writes one output, from one activation (MAXIMUM: and a
+# constant floor, in kcompress's LayerNorm).
 FLOAT_OPS = ("GELU", "MAXIMUM", "RSQRT", "SOFTMAX")
 
 _DEQUANTIZE_VERSION = 2  # int8 input
