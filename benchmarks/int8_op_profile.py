@@ -43,7 +43,7 @@ def main():
     from _results import write_results
 
     from tflite_export import benchmark
-    from tflite_export._runner import make_interpreter
+    from tflite_export._runner import xnnpack_parts
     from tflite_export.float_ops import run_in_float
 
     fq = tf.quantization.fake_quant_with_min_max_vars
@@ -148,9 +148,7 @@ def main():
     for name, shape, fn, count in cases:
         flatbuffer = convert(fn, shape, int8=True)
         latency = benchmark(flatbuffer, threads=2, runs=300, warmup=20)
-        interpreter = make_interpreter(flatbuffer, num_threads=2)
-        interpreter.allocate_tensors()  # LiteRT applies its default delegate here.
-        delegated = any(op["op_name"] == "DELEGATE" for op in interpreter._get_ops_details())
+        delegated = bool(xnnpack_parts(flatbuffer, num_threads=2))
         dynamic_us = None
         if name in dynamic_products:
             dynamic = benchmark(convert(dynamic_products[name], shape, int8=False), threads=2, runs=300, warmup=20)

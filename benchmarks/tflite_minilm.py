@@ -71,6 +71,7 @@ def main():
     import tflite_export
     from kcompress import distillation, quantization
     from kcompress.data import TextSplit, load_rotten_tomatoes
+    from tflite_export._runner import xnnpack_parts
     from tflite_export.float_ops import FLOAT_OPS
 
     def heldout(size):
@@ -145,7 +146,7 @@ def main():
                     "full_integer": result.model.is_full_integer(),
                     "ops": len(result.model.ops),
                     "float_ops": result.float_ops,
-                    "xnnpack_parts": xnnpack_parts(path, args.threads),
+                    "xnnpack_parts": len(xnnpack_parts(path, num_threads=args.threads)),
                     "convert_s": convert_seconds,
                 }
             )
@@ -234,16 +235,6 @@ def main():
         # Seed 0 is the canonical table; other seeds keep theirs beside it.
         write_results("tflite_minilm" if args.seed == 0 else f"tflite_minilm_seed{args.seed}", result, table)
     print(f"total {result['total_seconds']:.0f} s")
-
-
-def xnnpack_parts(path, threads):
-    """How many parts of the graph LiteRT's default CPU delegate (XNNPACK) runs."""
-    from tflite_export._runner import make_interpreter
-
-    interpreter = make_interpreter(Path(path).read_bytes(), num_threads=threads)
-    interpreter.allocate_tensors()  # LiteRT applies its default delegate here.
-    nodes = interpreter._interpreter
-    return sum(nodes.NodeName(i) == "DELEGATE" for i in range(nodes.NumNodes()))
 
 
 if __name__ == "__main__":

@@ -48,6 +48,37 @@ def make_interpreter(data, num_threads=None, delegates=True):
     return Interpreter(model_content=data, num_threads=num_threads, experimental_op_resolver_type=resolver)
 
 
+def xnnpack_parts(model, num_threads=1):
+    """The parts of a graph that LiteRT's default CPU delegate (XNNPACK) runs.
+
+    Every op XNNPACK does not take splits the graph it runs. LiteRT's Python
+    API has no public call for this; the interpreter's nodes after
+    `allocate_tensors` include one DELEGATE node per part.
+
+    Args:
+        model: A `.tflite` path or its bytes.
+        num_threads: Interpreter threads.
+
+    Returns:
+        A list with, for each part, ``(input tensor indices, output tensor indices)``.
+
+    Example:
+
+    >>> import tensorflow as tf
+    >>> f = tf.function(lambda x: tf.nn.relu(x), input_signature=[tf.TensorSpec([1, 8], tf.float32)])
+    >>> len(xnnpack_parts(tf.lite.TFLiteConverter.from_concrete_functions([f.get_concrete_function()]).convert()))
+    1
+    """
+    interpreter = make_interpreter(read_model(model), num_threads=num_threads)
+    interpreter.allocate_tensors()  # LiteRT applies its default delegate here.
+    nodes = interpreter._interpreter
+    return [
+        (tuple(nodes.NodeInputs(i)), tuple(nodes.NodeOutputs(i)))
+        for i in range(nodes.NumNodes())
+        if nodes.NodeName(i) == "DELEGATE"
+    ]
+
+
 def _clean_name(name):
     """``serving_default_token_ids:0`` -> ``token_ids``."""
     name = name.removeprefix("serving_default_")

@@ -11,7 +11,7 @@ from kcompress.quantization import calibrate, quantize_model
 from tests.helpers import mlp
 from tests.quantization.qhelpers import fit
 from tflite_export import check_edgetpu, convert, describe
-from tflite_export._runner import make_interpreter
+from tflite_export._runner import make_interpreter, xnnpack_parts
 from tflite_export.float_ops import FLOAT_OPS, check_float_ops, run_in_float
 
 fake_quant = tf.quantization.fake_quant_with_min_max_vars
@@ -47,22 +47,10 @@ def run(flatbuffer, x):
     return interpreter.get_tensor(interpreter.get_output_details()[0]["index"]).astype(int)
 
 
-def partitions(flatbuffer):
-    """The (inputs, outputs) of each part of the graph LiteRT's default CPU delegate (XNNPACK) took."""
-    interpreter = make_interpreter(flatbuffer, num_threads=1)
-    interpreter.allocate_tensors()
-    nodes = interpreter._interpreter
-    return [
-        (tuple(nodes.NodeInputs(i)), tuple(nodes.NodeOutputs(i)))
-        for i in range(nodes.NumNodes())
-        if nodes.NodeName(i) == "DELEGATE"
-    ]
-
-
 def fully_delegated(flatbuffer):
     """Whether XNNPACK takes the whole graph: one part, which writes the graph's outputs."""
     outputs = tuple(d["index"] for d in make_interpreter(flatbuffer, num_threads=1).get_output_details())
-    parts = partitions(flatbuffer)
+    parts = xnnpack_parts(flatbuffer)
     return len(parts) == 1 and parts[0][1] == outputs
 
 
