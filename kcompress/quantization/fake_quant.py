@@ -8,6 +8,7 @@ DEPTHWISE_CONV_2D). Activations go through TF's
 ``FakeQuantWithMinMaxVars`` op, the op the converter reads ranges from.
 """
 
+import contextlib
 import functools
 import math
 
@@ -15,6 +16,7 @@ import tensorflow as tf
 from keras import ops
 
 _MARK = "_kcompress_quantized"
+_recorders = []
 
 
 def weight_step(weights, reduce_axes, bits=8):
@@ -133,6 +135,18 @@ def grid_step(minimum, maximum, bits=8):
     return _grid(minimum, maximum, bits)[1]
 
 
+def grid_parameters(minimum, maximum, bits=8):
+    """``(scale, zero point)`` of the signed int grid `fake_quant_range` rounds to, as TFLite stores it.
+
+    Example:
+
+    >>> grid_parameters(-1.0, 127.0 / 128.0)
+    (0.0078125, 0)
+    """
+    lowest, step = (float(v) for v in _grid(minimum, maximum, bits))
+    return step, int(round(-(2.0 ** (bits - 1)) - lowest / step))
+
+
 def _grid(minimum, maximum, bits):
     """``(lowest value, step)`` of the grid `fake_quant_range` rounds to."""
     minimum, maximum = _conversion_range(minimum, maximum)
@@ -241,11 +255,35 @@ def fake_quant_constant(x, bits=8):
 
 def mark(x, quantizer=None):
     """Records that `x` already carries an int8 range, and which quantizer gave it (best effort)."""
+    if _recorders and quantizer is not None and tf.executing_eagerly():
+        _recorders[-1].append((quantizer, x))
     try:
         setattr(x, _MARK, quantizer if quantizer is not None else True)
     except (AttributeError, TypeError):
         pass
     return x
+
+
+@contextlib.contextmanager
+def recording():
+    """Within the context, eager calls list each ``(quantizer, fake-quantized tensor)`` in call order.
+
+    Example:
+
+    >>> import numpy as np
+    >>> from kcompress.quantization import quantizers
+    >>> quantizer = quantizers.ActivationQuantizer(fixed_range=(0.0, 1.0))
+    >>> with quantizers.fake_quant.recording() as records:
+    ...     _ = quantizer(np.array([0.3]))
+    >>> [(q is quantizer, round(float(np.asarray(y)[0]), 4)) for q, y in records]
+    [(True, 0.302)]
+    """
+    records = []
+    _recorders.append(records)
+    try:
+        yield records
+    finally:
+        _recorders.remove(records)
 
 
 def is_marked(x):
