@@ -64,6 +64,41 @@ def is_tracing_graph():
     return getattr(_state, "tracing_graph", False)
 
 
+@contextlib.contextmanager
+def leaving_float(select):
+    """Inside this context, inference calls of the quantizers `select` picks return their input as is.
+
+    For an error budget: how much of a QAT model's distance from the float
+    model one group of tensors carries (see
+    ``benchmarks/int8_error_budget.py``). Training and calibrating calls
+    are unchanged, and a graph traced inside the context keeps the choice.
+
+    Args:
+        select: A function of an `ActivationQuantizer` (its ``name`` says
+            which tensor it writes) returning True to leave it float.
+
+    Example:
+
+    >>> import numpy as np
+    >>> quantizer = ActivationQuantizer(fixed_range=(0.0, 1.0), name="probabilities")
+    >>> with leaving_float(lambda q: q.name == "probabilities"):
+    ...     y = quantizer(np.array([0.3]))
+    >>> round(float(np.asarray(y)[0]), 6), round(float(np.asarray(quantizer(np.array([0.3])))[0]), 6)
+    (0.3, 0.301961)
+    """
+    previous = getattr(_state, "leave_float", ())
+    _state.leave_float = (*previous, select)
+    try:
+        yield
+    finally:
+        _state.leave_float = previous
+
+
+def _left_float(quantizer, training):
+    selects = getattr(_state, "leave_float", ())
+    return bool(selects) and not (training or is_calibrating()) and any(s(quantizer) for s in selects)
+
+
 def emulates_kernels(training):
     """Whether a call with this `training` flag rounds as the int8 kernels do (inference only)."""
     return not (training or is_calibrating() or is_tracing_graph())
@@ -152,6 +187,8 @@ class ActivationQuantizer(keras.layers.Layer):
             self.update_range(x)
 
     def call(self, x, training=None):
+        if _left_float(self, training):
+            return fake_quant.mark(ops.convert_to_tensor(x, "float32"), self)
         bits = self.config.activation_bits
         if self.fixed_range is None and (training or is_calibrating()):
             # Quantize on the range just computed, without the end rounding of `fake_quant_range`
@@ -166,6 +203,8 @@ class ActivationQuantizer(keras.layers.Layer):
 
     def apply(self, x):
         """Fake-quantizes `x` on the current range without updating it."""
+        if _left_float(self, False):
+            return fake_quant.mark(ops.convert_to_tensor(x, "float32"), self)
         low, high = self.current_range()
         return fake_quant.mark(fake_quant.fake_quant_range(x, low, high, self.config.activation_bits), self)
 

@@ -8,6 +8,7 @@ from kcompress.quantization import (
     QuantizeKernel,
     QuantizeSeparableConv,
     calibrate,
+    fake_quant,
     quantization_wrappers,
     quantize_model,
     strip_quantization,
@@ -153,6 +154,34 @@ def test_calibrated_outputs_are_close_to_the_float_model(kind):
     scale = np.abs(reference).max()
     # Loose: 8-bit weights and activations, a few layers deep.
     np.testing.assert_allclose(outputs(qat, x), reference, atol=0.1 * scale)
+
+
+def test_leaving_chosen_activations_float():
+    from kcompress.quantization.quantizers import leaving_float
+
+    model = mlp()
+    x, _ = data_for(model, n=32)
+    qat = quantize_model(model)
+    calibrate(qat, x)
+    int8 = outputs(qat, x)
+    with leaving_float(lambda q: True):
+        weights_only = outputs(qat, x)
+    last = qat.layers[-1].quantizers["output"]
+    with leaving_float(lambda q: q is last):
+        last_float = outputs(qat, x)
+    np.testing.assert_array_equal(outputs(qat, x), int8)
+    reference = outputs(model, x)
+    # With float activations only the int8 weights are left: closer to the float model.
+    assert np.abs(weights_only - reference).mean() < np.abs(int8 - reference).mean()
+    # Only the last layer's output leaves its grid: at most half a step from the int8 output.
+    step = fake_quant.grid_step(*last.current_range())
+    assert not np.array_equal(last_float, int8)
+    assert np.abs(last_float - int8).max() <= 0.5 * float(step) + 1e-6
+    with leaving_float(lambda q: True):
+        # Calibrating calls inside the context still move the ranges.
+        before = float(last.range_max.numpy())
+        calibrate(qat, x * 4.0)
+        assert float(last.range_max.numpy()) > before
 
 
 def test_calibrate_reads_datasets_and_steps_then_freezes_ranges():
