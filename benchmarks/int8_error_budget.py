@@ -17,7 +17,7 @@ grid of their own. "all int8" is the model as it converts;
 "weights only" leaves every activation float.
 
 Run: ``python benchmarks/int8_error_budget.py [--train-size 4000] [--test-size 1024] [--seed 0]``
-(about 10 minutes on 2 cores). Writes ``benchmarks/results/int8_error_budget.json`` and ``.md``.
+(1,034 s on 2 cores). Writes ``benchmarks/results/int8_error_budget.json`` and ``.md``.
 """
 
 import os
@@ -157,26 +157,23 @@ def main():
     float_accuracy = float(np.mean(reference.argmax(-1) == test.labels))
     print(f"float model: accuracy {float_accuracy:.3f}", flush=True)
 
+    def scores(out, reference, **extra):
+        return {
+            "rmse": float(np.sqrt(np.mean((out - reference) ** 2))),
+            "accuracy": float(np.mean(out.argmax(-1) == test.labels)),
+            "same_as_reference": float(np.mean(out.argmax(-1) == reference.argmax(-1))),
+            **extra,
+        }
+
     def budget(qat, stage, reference):
         rows = {}
         for label, select in GROUPS:
             with leaving_float(lambda q, select=select: select(q.name)):
-                out = logits(qat)
-            rows[label] = {
-                "rmse": float(np.sqrt(np.mean((out - reference) ** 2))),
-                "accuracy": float(np.mean(out.argmax(-1) == test.labels)),
-                "same_as_reference": float(np.mean(out.argmax(-1) == reference.argmax(-1))),
-            }
+                rows[label] = scores(logits(qat), reference)
             print(f"{stage:>10} {label:>42}: {rows[label]}", flush=True)
         sample = {k: v[:32] for k, v in calibration.items()}
         with _outlier_channels_on_own_grid(qat, sample) as channels:
-            out = logits(qat)
-        rows[SIMULATED] = {
-            "rmse": float(np.sqrt(np.mean((out - reference) ** 2))),
-            "accuracy": float(np.mean(out.argmax(-1) == test.labels)),
-            "same_as_reference": float(np.mean(out.argmax(-1) == reference.argmax(-1))),
-            "outlier_channels": channels,
-        }
+            rows[SIMULATED] = scores(logits(qat), reference, outlier_channels=channels)
         print(f"{stage:>10} {SIMULATED:>42}: {rows[SIMULATED]}", flush=True)
         return rows
 

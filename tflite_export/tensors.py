@@ -14,12 +14,12 @@ out: nothing reads them.
 import dataclasses
 
 import numpy as np
-from ai_edge_litert import schema_py_generated as schema
 from ai_edge_litert.tools import flatbuffer_utils
 
 from kcompress._errors import check_int, expected_error
 from kcompress.quantization import fake_quant, quantization_wrappers
-from tflite_export._runner import Runner, read_model
+from tflite_export._runner import Runner, quantize, read_model
+from tflite_export.float_ops import _data, _is_int8
 from tflite_export.verify import _features, _rows
 
 
@@ -146,8 +146,13 @@ def _with_every_int8_tensor_out(flatbuffer):
     names = {}
     for index, tensor in enumerate(subgraph.tensors):
         q = tensor.quantization
-        constant = model.buffers[tensor.buffer].data is not None and len(model.buffers[tensor.buffer].data) > 0
-        if tensor.type != schema.TensorType.INT8 or constant or q is None or q.scale is None or len(q.scale) != 1:
+        if (
+            not _is_int8(tensor)
+            or _data(model, tensor) is not None
+            or q is None
+            or q.scale is None
+            or len(q.scale) != 1
+        ):
             continue
         name = tensor.name.decode() if isinstance(tensor.name, bytes) else tensor.name
         names[index] = (name, float(q.scale[0]), int(q.zeroPoint[0]))
@@ -164,7 +169,7 @@ def _real_positions(example):
 
 def _compare(quantizer, value, lite, names, keep):
     step, zero_point = fake_quant.grid_parameters(*quantizer.current_range())
-    levels = np.round(value / step).astype(np.int64) + zero_point
+    levels = quantize(value, step, zero_point, "int8").astype(np.int64)
     best = None
     for index, (name, scale, zp) in names.items():
         q = lite[index]
