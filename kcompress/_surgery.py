@@ -62,16 +62,21 @@ def _copy_assets(source, target):
     with tempfile.TemporaryDirectory() as parent:
         folder = os.path.join(parent, "assets")
         saving_lib._save_state(
-            source, weights_store=None,
+            source,
+            weights_store=None,
             assets_store=saving_lib.DiskIOStore(folder, mode="w"),
-            inner_path="", visited_saveables=set(),
+            inner_path="",
+            visited_saveables=set(),
         )
         if not any(files for _, _, files in os.walk(folder)):
             return
         saving_lib._load_state(
-            target, weights_store=None,
+            target,
+            weights_store=None,
             assets_store=saving_lib.DiskIOStore(folder, mode="r"),
-            inner_path="", visited_saveables=set(), failed_saveables=set(),
+            inner_path="",
+            visited_saveables=set(),
+            failed_saveables=set(),
         )
 
 
@@ -107,9 +112,7 @@ def is_plain_graph_model(model):
     """True for `Sequential` and `Functional` models whose config is their graph."""
     if isinstance(model, keras.Sequential):
         return type(model) is keras.Sequential
-    return type(model) is Functional or (
-        type(model) is keras.Model and isinstance(model, Functional)
-    )
+    return type(model) is Functional or (type(model) is keras.Model and isinstance(model, Functional))
 
 
 def pair_layers(original, copy):
@@ -189,8 +192,10 @@ def unwrap_all(model, wrappers, final_values):
             the class(es) to strip.
         final_values: Callable ``wrapper -> [(variable, value), ...]``.
     """
-    inner = {id(v) for w in wrappers for v in w.layer.weights}
-    wrapper_state = {id(v) for w in wrappers for v in w.weights if id(v) not in inner}
+    wrapper_state = set()
+    for w in wrappers:
+        inner = {id(v) for v in w.layer.weights}
+        wrapper_state.update(id(v) for v in w.weights if id(v) not in inner)
     final = {id(variable): value for w in wrappers for variable, value in final_values(w)}
     kinds = tuple({type(w) for w in wrappers})
 
@@ -198,7 +203,11 @@ def unwrap_all(model, wrappers, final_values):
         return [final.get(id(v), v) for v in layer.weights if id(v) not in wrapper_state]
 
     def unwrap(layer):
-        return unwrap_layer(layer, final_values(layer)) if isinstance(layer, kinds) else None
+        if not isinstance(layer, kinds):
+            return None
+        inner = unwrap_layer(layer, final_values(layer))
+        replace_in_place(inner, unwrap)  # A wrapped block can hold wrappers of its own.
+        return inner
 
     return transform_layers(model, unwrap, fallback_weights=unwrapped_weights)
 
@@ -304,4 +313,3 @@ def _rebind(parent, swaps):
 def find_layers(model, predicate):
     """All layers under `model` (nested too) for which `predicate` holds."""
     return [layer for layer in model._flatten_layers(include_self=False) if predicate(layer)]
-

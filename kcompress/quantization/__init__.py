@@ -1,10 +1,17 @@
 """Quantization-aware training for Keras 3 models, exportable to int8 TFLite."""
 
-from kcompress.quantization.api import calibrate, quantization_wrappers, quantize_model, strip_quantization
+from kcompress.quantization.api import (
+    calibrate,
+    encoder_wrappers,
+    quantization_wrappers,
+    quantize_model,
+    strip_quantization,
+)
 from kcompress.quantization.attention import QuantizeAttention
 from kcompress.quantization.base import QuantizeBase
 from kcompress.quantization.config import QuantizationConfig
 from kcompress.quantization.embedding import QuantizeEmbedding
+from kcompress.quantization.encoder import QuantizeTransformerEncoder
 from kcompress.quantization.kernel import QuantizeKernel, QuantizeSeparableConv
 from kcompress.quantization.layer_norm import QuantizeLayerNorm
 from kcompress.quantization.output import QuantizeOutput
@@ -20,7 +27,9 @@ __all__ = [
     "QuantizeLayerNorm",
     "QuantizeOutput",
     "QuantizeSeparableConv",
+    "QuantizeTransformerEncoder",
     "calibrate",
+    "encoder_wrappers",
     "quantization_wrappers",
     "quantize_model",
     "strip_quantization",

@@ -7,7 +7,7 @@ import keras
 from kcompress import _surgery
 from kcompress._errors import expected_error
 from kcompress.quantization import config as config_lib
-from kcompress.quantization import fake_quant, quantizers, registry
+from kcompress.quantization import encoder, fake_quant, quantizers, registry
 from kcompress.quantization.attention import QuantizeAttention
 from kcompress.quantization.base import QuantizeBase
 from kcompress.quantization.kernel import QuantizeKernel
@@ -115,7 +115,25 @@ def quantize_model(model, config=None, layer_configs=None):
     for wrapper in wrappers:
         if isinstance(wrapper, QuantizeKernel) and _reads_a_view_of_a_quantized_tensor(wrapper):
             wrapper.quantize_input = False
-    return quantized
+    return _wrap_encoders(quantized, choose, model)
+
+
+def _wrap_encoders(quantized, choose, original):
+    """Wraps, in place, each keras-hub encoder block whose feed-forward layers are quantized."""
+    originals = _surgery.pair_layers(original, quantized)
+    blocks = {}
+    for layer in _surgery.find_layers(quantized, encoder.can_split):
+        layer_config = choose(originals.get(id(layer), layer))
+        if layer_config is not None and layer_config.outlier_ratio > 0:
+            blocks[id(layer)] = encoder.QuantizeTransformerEncoder(layer, layer_config)
+    if not blocks:
+        return quantized
+    return _surgery.replace_in_place(quantized, lambda layer: blocks.get(id(layer)))
+
+
+def encoder_wrappers(model):
+    """The `QuantizeTransformerEncoder` blocks of `model`."""
+    return _surgery.find_layers(model, lambda layer: isinstance(layer, encoder.QuantizeTransformerEncoder))
 
 
 def _view_source(layer):
@@ -165,7 +183,10 @@ def calibrate(model, data, steps=None):
     """Sets the activation ranges of a quantized model from data, no training.
 
     Runs inference on `data` while the ranges follow the batches (as in
-    training), then freezes them. Useful before QAT (a better starting
+    training), then freezes them. In a keras-hub BERT the first pass also
+    finds the outlier channels of each block's feed-forward residual stream
+    (`QuantizeTransformerEncoder`); when there are some, they are divided
+    and the ranges are learnt again in a second pass. Useful before QAT (a better starting
     range than the first batch) or instead of it, for int8 export of a
     model that is not fine-tuned (post-training quantization with the
     same wrappers).
@@ -190,17 +211,28 @@ def calibrate(model, data, steps=None):
     if steps is not None and (not isinstance(steps, int) or steps < 1):
         raise expected_error("steps to be None or an integer >= 1", steps=steps)
     batches = [data] if not hasattr(data, "as_numpy_iterator") and not hasattr(data, "element_spec") else data
-    count = 0
-    with quantizers.calibrating():
-        for batch in batches:
-            if steps is not None and count >= steps:
-                break
-            inputs = batch[0] if isinstance(batch, tuple) else batch
-            model(inputs, training=False)
-            count += 1
-    if count == 0:
+    inputs = []
+    for batch in batches:
+        if steps is not None and len(inputs) >= steps:
+            break
+        inputs.append(batch[0] if isinstance(batch, tuple) else batch)
+    if not inputs:
         raise expected_error("data with at least one batch", data=data)
-    return count
+    blocks = [block for block in encoder_wrappers(model) if block.channel_divisor is None]
+    _run_calibrating(model, inputs)
+    if sum(block.split_outliers() for block in blocks):
+        # The ranges were learnt on undivided channels: learn them again on the divided ones.
+        for wrapper in quantization_wrappers(model):
+            for quantizer in wrapper.quantizers.values():
+                quantizer.reset_range()
+        _run_calibrating(model, inputs)
+    return len(inputs)
+
+
+def _run_calibrating(model, inputs):
+    with quantizers.calibrating():
+        for batch in inputs:
+            model(batch, training=False)
 
 
 def strip_quantization(model):
@@ -226,4 +258,7 @@ def strip_quantization(model):
     wrappers = quantization_wrappers(model)
     if not wrappers:
         return _surgery.copy_layer(model)
-    return _surgery.unwrap_all(model, wrappers, lambda wrapper: wrapper.quantized_weights())
+    blocks = encoder_wrappers(model)
+    return _surgery.unwrap_all(
+        model, wrappers + blocks, lambda wrapper: wrapper.quantized_weights() if wrapper not in blocks else []
+    )

@@ -50,7 +50,7 @@ class QuantizeBase(keras.layers.Wrapper):
         """Runs `fn` with weights replaced by `mapping`, keeping range updates."""
         return _stateless.call_with_values(fn, mapping, self.variables)
 
-    def _integer_bias(self, layer, kernel, axes, grid, training):
+    def _integer_bias(self, layer, kernel, axes, grid, training, divisor=None):
         """``[(bias variable, bias on its int32 grid)]`` for an inference call, else ``[]``.
 
         TFLite stores a bias as int32 on the step input step × kernel step;
@@ -64,12 +64,14 @@ class QuantizeBase(keras.layers.Wrapper):
             axes: The kernel's per-channel reduction axes (None: per tensor).
             grid: The `ActivationQuantizer` of the layer's input, if known.
             training: The call's training flag.
+            divisor: Optional per-output-channel divisor the kernel was divided by.
         """
         bias = getattr(layer, "bias", None)
         if bias is None or grid is None or not quantizers.emulates_kernels(training):
             return []
         input_step = fake_quant.grid_step(*grid.current_range(), self.config.activation_bits)
-        return [(bias, fake_quant.bias_on_grid(bias.value, input_step, kernel, axes, self.config.weight_bits))]
+        value = bias.value if divisor is None else bias.value / divisor
+        return [(bias, fake_quant.bias_on_grid(value, input_step, kernel, axes, self.config.weight_bits))]
 
     def quantized_weights(self, compiled=False):
         """``(variable, fake-quantized value)`` pairs the layer runs with.

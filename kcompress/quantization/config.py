@@ -39,6 +39,12 @@ class QuantizationConfig:
             (at most 256, e.g. from `kcompress.clustering.strip_clustering`)
             tied while training: each weight runs as the mean of the weights
             that shared its value, so the kernel keeps its clusters.
+        outlier_ratio: In a BERT's feed-forward residual stream (keras-hub
+            `TransformerEncoder`), channels whose largest magnitude during
+            `calibrate` exceeds this many times the median channel's are
+            carried divided by a constant, so that the others keep a fine
+            int8 grid (`QuantizeTransformerEncoder`). 0 keeps one grid for
+            all channels.
 
     Example:
 
@@ -55,6 +61,7 @@ class QuantizationConfig:
     ema_decay: float = 0.99
     preserve_sparsity: bool = True
     preserve_clusters: bool = False
+    outlier_ratio: float = 4.0
 
     def __post_init__(self):
         object.__setattr__(self, "weight_bits", check_int("weight_bits", self.weight_bits, minimum=2))
@@ -67,6 +74,10 @@ class QuantizationConfig:
         decay = self.ema_decay
         if isinstance(decay, bool) or not isinstance(decay, (int, float)) or not 0.0 <= decay < 1.0:
             raise expected_error("ema_decay in [0, 1)", ema_decay=decay)
+        ratio = self.outlier_ratio
+        if isinstance(ratio, bool) or not isinstance(ratio, (int, float)) or not (ratio == 0 or ratio > 1):
+            raise expected_error("outlier_ratio of 0 (off) or > 1", outlier_ratio=ratio)
+        object.__setattr__(self, "outlier_ratio", float(ratio))
         flags = ("per_channel", "symmetric_weights", "symmetric_activations", "preserve_sparsity", "preserve_clusters")
         for name in flags:
             if not isinstance(getattr(self, name), bool):

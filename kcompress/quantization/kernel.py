@@ -3,6 +3,7 @@
 import contextlib
 
 import keras
+import numpy as np
 from keras import ops
 
 from kcompress._errors import expected_error
@@ -158,22 +159,38 @@ class QuantizeKernel(QuantizeBase):
             if ties is not None:  # Else a fresh kernel, about to be loaded with the saved assignments.
                 self._cluster_assignments.assign(ties[1])
 
-    def quantized_weights(self, compiled=False):
+    def quantized_weights(self, compiled=False, output_divisor=None):
         kernel = self.layer.kernel
         value = kernel.value
         if getattr(self, "_cluster_assignments", None) is not None:
             value = tying.tie(value, self._cluster_assignments.value, self.tied_clusters)
         if getattr(self, "_sparsity_mask", None) is not None:
             value = value * self._sparsity_mask.value
+        if output_divisor is not None:
+            # Per output channel, before rounding: the per-channel scales take the division exactly.
+            value = value / output_divisor
         axes = self._axes if self.config.per_channel else None
         return [(kernel, fake_quant.fake_quant_symmetric(value, axes, self.config.weight_bits, compiled))]
 
-    def call(self, inputs, training=None):
+    def call(self, inputs, training=None, output_divisor=None):
+        """Runs the layer; with `output_divisor` (Dense only), output channel c comes out divided by it[c]."""
         x = self._quantize_input(inputs, training) if self.quantize_input else inputs
-        mapping = self.quantized_weights(compiled=bool(training))
+        if output_divisor is not None:
+            if not isinstance(self.layer, keras.layers.Dense) or not self._fused:
+                raise expected_error(
+                    "output_divisor only for a Dense layer with a linear or ReLU activation",
+                    layer=f"{self.layer.name} ({type(self.layer).__name__})",
+                )
+            output_divisor = ops.convert_to_tensor(np.asarray(output_divisor, "float32"))
+        mapping = self.quantized_weights(compiled=bool(training), output_divisor=output_divisor)
         grid = fake_quant.quantizer_of(x)
         axes = self._axes if self.config.per_channel else None
-        mapping += self._integer_bias(self.layer, mapping[0][1], axes, grid, training)
+        rounded = self._integer_bias(self.layer, mapping[0][1], axes, grid, training, output_divisor)
+        bias = getattr(self.layer, "bias", None)
+        if rounded:
+            mapping += rounded
+        elif output_divisor is not None and bias is not None:
+            mapping += [(bias, bias.value / output_divisor)]
         if self._fused:
             y = self._run(lambda: self.layer(x), mapping)
         else:

@@ -1,9 +1,11 @@
 """`QuantizeLayerNorm`: layer normalization in the form int8 kernels run well."""
 
 import keras
+import numpy as np
 import tensorflow as tf
 from keras import ops
 
+from kcompress._errors import expected_error
 from kcompress.quantization import fake_quant, quantizers
 from kcompress.quantization.base import QuantizeBase
 
@@ -52,17 +54,58 @@ class QuantizeLayerNorm(QuantizeBase):
     True
     """
 
-    def __init__(self, layer, config=None, **kwargs):
+    def __init__(self, layer, config=None, channel_divisor=None, **kwargs):
         super().__init__(layer, config, **kwargs)
         # The centred rows keep a learnt, asymmetric range: a zero-centred one (what XNNPACK's
         # int8 BATCH_MATMUL asks for) doubles the step when an outlier channel skews the row,
         # and the product of 64 rows of 384 is as fast on LiteRT's built-in kernel.
         for role in ("input", "centered", "sum_squares", "inverse_norm", "normalized", "scaled", "output"):
             self._quantizer(role)
+        self.channel_divisor = None
+        if channel_divisor is not None:
+            self.divide_channels(channel_divisor)
+
+    def divide_channels(self, divisor):
+        """Makes the layer read its input with each channel divided by ``divisor[channel]``.
+
+        `QuantizeTransformerEncoder` calls it when calibration finds outlier
+        channels in a BERT's feed-forward residual stream: the sum reaching
+        this layer then has them divided, so one int8 grid fits all
+        channels, and the statistics are computed as for the undivided rows
+        (see `call`). Adds the ranges of the extra tensors.
+
+        Args:
+            divisor: One value >= 1 per channel (a list or array).
+        """
+        values = [float(v) for v in keras.ops.convert_to_numpy(divisor).reshape(-1)]
+        if any(not v >= 1.0 for v in values):
+            raise expected_error("a channel divisor of values >= 1", divisor=values)
+        depth = self.layer.gamma.shape[-1] if self.layer.built and self.layer.scale else None
+        if depth is not None and len(values) != depth:
+            raise expected_error(f"a channel divisor of {depth} values (one per channel)", divisor=len(values))
+        self.channel_divisor = values
+        locked = self.built and self._tracker.locked
+        if locked:
+            self._tracker.unlock()
+        try:
+            for role in _DIVIDED_ROLES:
+                if role not in self._quantizers:
+                    quantizer = self._quantizer(role)
+                    if self.built:
+                        quantizer.build()
+        finally:
+            if locked:
+                self._tracker.lock()
+
+    def divide_residual(self, x, training=None):
+        """`x` with its channels divided as this layer's input is, on a range of its own."""
+        divisor = np.asarray(self.channel_divisor, "float32")
+        return self._quantizers["residual"](x * _quantized_constant(1.0 / divisor), training=training)
 
     def call(self, inputs, training=None):
+        if self.channel_divisor is not None:
+            return self._call_divided(inputs, training)
         q = self._quantizers
-        norm = self.layer
         # An input a quantized layer produced keeps its grid (quantized twice, the int8 graph would
         # keep one of the two ranges), and the mean goes on that same grid: TFLite's int8 MEAN
         # rounds twice when its output scale differs from its input's.
@@ -84,10 +127,21 @@ class QuantizeLayerNorm(QuantizeBase):
         # A row whose sum rounds to 0 reads the grid's first level instead: rsqrt(epsilon) alone
         # would be huge, and one such row in a batch would stretch the learnt inverse-norm range
         # (seen in MiniLM QAT: 0.07 -> 510 in 8 steps, and the model stopped learning).
-        sum_grid = q["sum_squares"].current_range()
-        floor = ops.maximum(fake_quant.grid_step(*sum_grid, self.config.activation_bits), float(norm.epsilon) * depth)
-        inverse_norm = q["inverse_norm"](tf.math.rsqrt(tf.maximum(sum_squares, floor)), training=training)
+        inverse_norm = self._inverse_norm(sum_squares, depth, training)
         normalized = q["normalized"](centered * inverse_norm, training=training)
+        return self._scale_and_shift(normalized, depth, training)
+
+    def _inverse_norm(self, sum_squares, depth, training):
+        q = self._quantizers
+        sum_grid = q["sum_squares"].current_range()
+        floor = ops.maximum(
+            fake_quant.grid_step(*sum_grid, self.config.activation_bits), float(self.layer.epsilon) * depth
+        )
+        return q["inverse_norm"](tf.math.rsqrt(tf.maximum(sum_squares, floor)), training=training)
+
+    def _scale_and_shift(self, normalized, depth, training):
+        q = self._quantizers
+        norm = self.layer
         if norm.scale:
             gamma = norm.gamma.value * (depth**0.5)
         else:
@@ -96,6 +150,52 @@ class QuantizeLayerNorm(QuantizeBase):
         if norm.center:
             y = y + _quantized_constant(norm.beta.value)
         return q["output"](y, training=training)
+
+    def _call_divided(self, inputs, training):
+        """The layer on rows whose channels arrive divided by `channel_divisor` (d).
+
+        With ``x' = x / d`` (one fine int8 grid for all channels):
+
+            mean = x' @ (d / depth)                  FULLY_CONNECTED, rounded once
+            centered' = x' - mean * (1 / d)          MUL, SUB: x - mean, divided
+            sum_squares = (centered' * d) @ (centered' * d)
+            normalized = (centered' * inverse_norm) * d
+
+        and on as the undivided layer. The divisor holds two values (1 and
+        one for the outliers, chosen so that every constant above is exact
+        in int8), so each MUL constant is stored without error.
+        """
+        q = self._quantizers
+        divisor = np.asarray(self.channel_divisor, "float32")
+        depth = int(divisor.shape[0])
+        x = self._quantize_input(inputs, training)
+        mean = q["mean"](_dense_constant(x, (divisor / depth)[:, None]), training=training)
+        mean_divided = q["mean_divided"](mean * _quantized_constant(1.0 / divisor), training=training)
+        centered = q["centered"](x - mean_divided, training=training)
+        undivided = q["centered_undivided"](centered * _quantized_constant(divisor), training=training)
+        sum_squares = q["sum_squares"](_row_sum_squares(undivided), training=training)
+        inverse_norm = self._inverse_norm(sum_squares, depth, training)
+        normalized = q["normalized_divided"](centered * inverse_norm, training=training)
+        normalized = q["normalized"](normalized * _quantized_constant(divisor), training=training)
+        return self._scale_and_shift(normalized, depth, training)
+
+    def get_config(self):
+        config = super().get_config()
+        config["channel_divisor"] = self.channel_divisor
+        return config
+
+
+# The extra tensors of the divided form, and the divided residual `divide_residual` writes.
+_DIVIDED_ROLES = ("residual", "mean", "mean_divided", "centered_undivided", "normalized_divided")
+
+
+def _dense_constant(x, weights):
+    """``x @ weights`` over the last axis with a constant matrix, as an int8 FULLY_CONNECTED runs it."""
+    if not quantizers.is_exporting():
+        weights = fake_quant.fake_quant_symmetric(weights, reduce_axes=(0,))
+    rows = tf.reshape(x, [-1, x.shape[-1]])
+    y = tf.matmul(rows, weights)
+    return tf.reshape(y, tf.concat([tf.shape(x)[:-1], [weights.shape[-1]]], axis=0))
 
 
 def _row_sum_squares(x):

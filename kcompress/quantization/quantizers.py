@@ -181,6 +181,11 @@ class ActivationQuantizer(keras.layers.Layer):
         self.initialized.assign(1.0)
         return low, high
 
+    def reset_range(self):
+        """Forgets the learnt range: the next training or calibrating call sets it from its batch."""
+        if self.fixed_range is None:
+            self.initialized.assign(0.0)
+
     def observe(self, x, training=None):
         """Updates the range from `x` as a training (or calibrating) call does, without quantizing."""
         if self.fixed_range is None and (training or is_calibrating()):

@@ -130,7 +130,7 @@ def test_keras_hub_bert_gets_every_wrapper(bert):
     }
     # One attention wrapper per encoder layer, inside the backbone.
     for i in range(2):
-        layer = qat.backbone.get_layer(f"transformer_layer_{i}")
+        layer = qat.backbone.get_layer(f"quant_transformer_layer_{i}").layer  # A QuantizeTransformerEncoder.
         assert isinstance(layer._self_attention_layer, QuantizeAttention)
     position = [w for w in quantization_wrappers(qat) if w.layer.name == "position_embedding"][0]
     assert position.constant

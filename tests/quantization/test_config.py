@@ -18,6 +18,7 @@ def test_defaults_are_tflite_int8():
         "ema_decay": 0.99,
         "preserve_sparsity": True,
         "preserve_clusters": False,
+        "outlier_ratio": 4.0,
     }
     assert config_lib.get(None) == config
 

@@ -226,7 +226,8 @@ def test_keras_hub_bert_keras_file_round_trip(bert_qat):
     qat, x = bert_qat
     path, config = keras_config(qat)
     assert config["registered_name"] == "kcompress>LayersSwappedInPlace"
-    assert len(config["config"]["swapped"]) == len(quantization_wrappers(qat))
+    # Each encoder block is swapped for a QuantizeTransformerEncoder that saves its own wrappers.
+    assert len(saved_wrappers(config)) == len(quantization_wrappers(qat)) + 2
     loaded = keras.models.load_model(path)
     assert isinstance(loaded, keras_hub.models.BertTextClassifier)
     assert type(loaded).__name__ == "BertTextClassifier"
@@ -240,6 +241,20 @@ def test_keras_hub_bert_keras_file_round_trip(bert_qat):
     # Stripped, it is a plain keras-hub model again: the file needs no kcompress.
     _, stripped_config = keras_config(strip_quantization(loaded))
     assert "kcompress" not in json.dumps(stripped_config)
+
+
+def saved_wrappers(config):
+    """Class names of the swapped-in layers a saved config lists, nested ones included."""
+    names = []
+    if isinstance(config, dict):
+        for entry in config.get("swapped", []):
+            names.append(entry["layer"]["class_name"])
+        for value in config.values():
+            names += saved_wrappers(value)
+    elif isinstance(config, list):
+        for value in config:
+            names += saved_wrappers(value)
+    return names
 
 
 def keras_config(model):
