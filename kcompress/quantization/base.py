@@ -7,17 +7,39 @@ from kcompress.quantization import config as config_lib
 from kcompress.quantization import fake_quant, quantizers
 
 
-class QuantizeBase(keras.layers.Wrapper):
-    """Base of the wrappers: a `QuantizationConfig` and activation quantizers.
+class ConfiguredWrapper(keras.layers.Wrapper):
+    """A wrapper named ``quant_<layer>`` with a `QuantizationConfig`, saved with it."""
+
+    def __init__(self, layer, config=None, **kwargs):
+        kwargs.setdefault("name", f"quant_{layer.name}")
+        super().__init__(layer, **kwargs)
+        self.config = config_lib.get(config)
+
+    def compute_output_spec(self, *args, **kwargs):
+        return self.layer.compute_output_spec(*args, **kwargs)
+
+    def get_config(self):
+        config = super().get_config()
+        config["config"] = keras.saving.serialize_keras_object(self.config)
+        return config
+
+    @classmethod
+    def from_config(cls, config, custom_objects=None):
+        config = dict(config)
+        config["layer"] = keras.saving.deserialize_keras_object(config["layer"], custom_objects=custom_objects)
+        config["config"] = config_lib.get(config["config"])
+        return cls(**config)
+
+
+class QuantizeBase(ConfiguredWrapper):
+    """Base of the layer wrappers: a `QuantizationConfig` and activation quantizers.
 
     Subclasses create their `ActivationQuantizer` sublayers in `__init__`
     through `_quantizer`, so saving finds them by name.
     """
 
     def __init__(self, layer, config=None, **kwargs):
-        kwargs.setdefault("name", f"quant_{layer.name}")
-        super().__init__(layer, **kwargs)
-        self.config = config_lib.get(config)
+        super().__init__(layer, config, **kwargs)
         self._quantizers = {}
 
     def _quantizer(self, role, fixed_range=None, symmetric=False):
@@ -82,18 +104,3 @@ class QuantizeBase(keras.layers.Wrapper):
                 that is exported.
         """
         return []
-
-    def compute_output_spec(self, *args, **kwargs):
-        return self.layer.compute_output_spec(*args, **kwargs)
-
-    def get_config(self):
-        config = super().get_config()
-        config["config"] = keras.saving.serialize_keras_object(self.config)
-        return config
-
-    @classmethod
-    def from_config(cls, config, custom_objects=None):
-        config = dict(config)
-        config["layer"] = keras.saving.deserialize_keras_object(config["layer"], custom_objects=custom_objects)
-        config["config"] = config_lib.get(config["config"])
-        return cls(**config)

@@ -5,8 +5,8 @@ import numpy as np
 
 from kcompress import _swaps
 from kcompress._errors import expected_error
-from kcompress.quantization import config as config_lib
 from kcompress.quantization import quantizers
+from kcompress.quantization.base import ConfiguredWrapper
 from kcompress.quantization.kernel import QuantizeKernel
 from kcompress.quantization.layer_norm import QuantizeLayerNorm
 
@@ -58,7 +58,7 @@ def divisor_for(magnitude, ratio):
 
 
 @keras.saving.register_keras_serializable(package="kcompress")
-class QuantizeTransformerEncoder(keras.layers.Wrapper):
+class QuantizeTransformerEncoder(ConfiguredWrapper):
     """Runs a keras-hub `TransformerEncoder` (post-LayerNorm, as in BERT) with a split residual stream.
 
     In a BERT's feed-forward block a few channels of the output dense and
@@ -98,14 +98,12 @@ class QuantizeTransformerEncoder(keras.layers.Wrapper):
     """
 
     def __init__(self, layer, config=None, **kwargs):
-        kwargs.setdefault("name", f"quant_{layer.name}")
-        super().__init__(layer, **kwargs)
+        super().__init__(layer, config, **kwargs)
         if not supports(layer):
             raise expected_error(
                 "a keras-hub TransformerEncoder with normalize_first=False",
                 layer=f"{layer.name} ({type(layer).__name__})",
             )
-        self.config = config_lib.get(config)
         self._magnitude = None
 
     @property
@@ -163,19 +161,8 @@ class QuantizeTransformerEncoder(keras.layers.Wrapper):
         magnitude = np.abs(keras.ops.convert_to_numpy(x)).reshape(-1, x.shape[-1]).max(axis=0)
         self._magnitude = magnitude if self._magnitude is None else np.maximum(self._magnitude, magnitude)
 
-    def compute_output_spec(self, *args, **kwargs):
-        return self.layer.compute_output_spec(*args, **kwargs)
-
     def get_config(self):
         config = super().get_config()
         # The encoder's own config does not list the wrappers inside it: save them with it.
         config["layer"] = keras.saving.serialize_keras_object(_swaps.record_swaps(self.layer))
-        config["config"] = keras.saving.serialize_keras_object(self.config)
         return config
-
-    @classmethod
-    def from_config(cls, config, custom_objects=None):
-        config = dict(config)
-        config["layer"] = keras.saving.deserialize_keras_object(config["layer"], custom_objects=custom_objects)
-        config["config"] = config_lib.get(config["config"])
-        return cls(**config)
