@@ -129,11 +129,7 @@ def main():
 
     qat = quantization.quantize_model(model)
     quantization.calibrate(qat, calibration)
-    divided = sum(
-        int((np.asarray(block.channel_divisor) > 1).sum())
-        for block in quantization.encoder_wrappers(qat)
-        if block.channel_divisor is not None
-    )
+    divided = sum(block.divided_channels for block in quantization.encoder_wrappers(qat))
     calibrated = budget(qat, "calibrated", reference)
     print("quantization-aware fine-tuning", flush=True)
     after_qat = budget(qat, "after QAT", fine_tune(qat))

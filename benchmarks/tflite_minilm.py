@@ -107,11 +107,7 @@ def main():
     qat_started = time.perf_counter()
     qat.fit(qat_data.texts, qat_data.labels, batch_size=32, epochs=1, verbose=2)
     qat_seconds = time.perf_counter() - qat_started
-    divided = sum(
-        int((np.asarray(block.channel_divisor) > 1).sum())
-        for block in quantization.encoder_wrappers(qat)
-        if block.channel_divisor is not None
-    )
+    divided = sum(block.divided_channels for block in quantization.encoder_wrappers(qat))
 
     print("quantization-aware fine-tuning, one grid for every residual channel", flush=True)
     keras.utils.set_random_seed(args.seed)

@@ -91,7 +91,11 @@ def quantize_model(model, config=None, layer_configs=None):
         if not _surgery.find_layers(model, lambda layer, p=pattern: fnmatch.fnmatchcase(layer.name, p)):
             raise expected_error(f"layer_configs patterns that match layers of '{model.name}'", pattern=pattern)
 
+    block_configs = {}  # id(encoder block of the copy) -> the config its original's name chooses
+
     def wrap(layer, original):
+        if encoder.supports(layer):
+            block_configs[id(layer)] = choose(original)
         entry = registry.lookup(layer)
         if entry is None:
             return None
@@ -115,15 +119,14 @@ def quantize_model(model, config=None, layer_configs=None):
     for wrapper in wrappers:
         if isinstance(wrapper, QuantizeKernel) and _reads_a_view_of_a_quantized_tensor(wrapper):
             wrapper.quantize_input = False
-    return _wrap_encoders(quantized, choose, model)
+    return _wrap_encoders(quantized, block_configs)
 
 
-def _wrap_encoders(quantized, choose, original):
+def _wrap_encoders(quantized, block_configs):
     """Wraps, in place, each keras-hub encoder block whose feed-forward layers are quantized."""
-    originals = _surgery.pair_layers(original, quantized)
     blocks = {}
     for layer in _surgery.find_layers(quantized, encoder.can_split):
-        layer_config = choose(originals.get(id(layer), layer))
+        layer_config = block_configs.get(id(layer))
         if layer_config is not None and layer_config.outlier_ratio > 0:
             blocks[id(layer)] = encoder.QuantizeTransformerEncoder(layer, layer_config)
     if not blocks:
@@ -218,9 +221,8 @@ def calibrate(model, data, steps=None):
         inputs.append(batch[0] if isinstance(batch, tuple) else batch)
     if not inputs:
         raise expected_error("data with at least one batch", data=data)
-    blocks = [block for block in encoder_wrappers(model) if block.channel_divisor is None]
     _run_calibrating(model, inputs)
-    if sum(block.split_outliers() for block in blocks):
+    if sum(block.split_outliers() for block in encoder_wrappers(model)):
         # The ranges were learnt on undivided channels: learn them again on the divided ones.
         for wrapper in quantization_wrappers(model):
             for quantizer in wrapper.quantizers.values():
@@ -258,7 +260,8 @@ def strip_quantization(model):
     wrappers = quantization_wrappers(model)
     if not wrappers:
         return _surgery.copy_layer(model)
-    blocks = encoder_wrappers(model)
     return _surgery.unwrap_all(
-        model, wrappers + blocks, lambda wrapper: wrapper.quantized_weights() if wrapper not in blocks else []
+        model,
+        wrappers + encoder_wrappers(model),
+        lambda wrapper: wrapper.quantized_weights() if isinstance(wrapper, QuantizeBase) else [],
     )

@@ -112,6 +112,12 @@ class QuantizeTransformerEncoder(ConfiguredWrapper):
         norm = self.layer._feedforward_layer_norm
         return getattr(norm, "channel_divisor", None)
 
+    @property
+    def divided_channels(self):
+        """How many residual channels are carried divided (0 with one grid)."""
+        divisor = self.channel_divisor
+        return 0 if divisor is None else int((np.asarray(divisor) > 1).sum())
+
     def split_outliers(self):
         """Divides the outlier channels seen in calibrating calls; returns how many there are."""
         if self._magnitude is None or not can_split(self.layer) or self.channel_divisor is not None:
@@ -121,7 +127,7 @@ class QuantizeTransformerEncoder(ConfiguredWrapper):
         if divisor is None:
             return 0
         self.layer._feedforward_layer_norm.divide_channels(divisor)
-        return int((divisor > 1).sum())
+        return self.divided_channels
 
     def build(self, input_shape=None):
         if not self.layer.built and input_shape is not None:

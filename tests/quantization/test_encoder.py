@@ -68,6 +68,13 @@ def test_quantize_model_wraps_each_bert_block():
     assert isinstance(inner._feedforward_layer_norm, QuantizeLayerNorm)
 
 
+def test_layer_configs_choose_blocks_by_their_names():
+    qat = quantize_model(
+        tiny_bert_classifier(), layer_configs={"transformer_layer_1": QuantizationConfig(outlier_ratio=0)}
+    )
+    assert [block.name for block in encoder_wrappers(qat)] == ["quant_transformer_layer_0"]
+
+
 def test_outlier_ratio_0_leaves_the_blocks_unwrapped():
     qat = quantize_model(tiny_bert_classifier(), QuantizationConfig(outlier_ratio=0))
     assert encoder_wrappers(qat) == []
