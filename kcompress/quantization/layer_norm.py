@@ -147,8 +147,14 @@ class QuantizeLayerNorm(QuantizeBase):
         else:
             gamma = ops.full((depth,), depth**0.5)
         y = q["scaled"](normalized * _quantized_constant(gamma), training=training)
-        if norm.center:
+        if norm.center and not (quantizers.is_exporting() and _all_zero(norm.beta)):
             y = y + _quantized_constant(norm.beta.value)
+        elif quantizers.is_exporting() and _same_levels(q["scaled"], q["output"], self.config.activation_bits):
+            # Nothing is added between the two grids (the converter folds a zero beta away), and the
+            # second maps each level of the first to the same level: the file keeps one grid. Two
+            # nearly equal grids in a row are what the converter mishandles (seen on a fresh BERT:
+            # its STRIDED_SLICE of the [CLS] row then fails the same-scale check).
+            return y
         return q["output"](y, training=training)
 
     def _call_divided(self, inputs, training):
@@ -209,6 +215,22 @@ def _row_sum_squares(x):
     rows = tf.reshape(x, [-1, 1, depth])
     sums = tf.matmul(rows, rows, transpose_b=True)
     return tf.reshape(sums, tf.concat([tf.shape(x)[:-1], [1]], axis=0))
+
+
+def _all_zero(variable):
+    """Whether a variable holds only zeros, read while a graph is traced for export."""
+    with tf.init_scope():
+        return not np.asarray(keras.ops.convert_to_numpy(variable)).any()
+
+
+def _same_levels(first, second, bits):
+    """Whether rounding to `second`'s grid keeps each level of `first`'s (both ends within a quarter step)."""
+    with tf.init_scope():
+        (low_a, high_a), (low_b, high_b) = (
+            [float(keras.ops.convert_to_numpy(v)) for v in q.current_range()] for q in (first, second)
+        )
+    step = (high_b - low_b) / (2**bits - 1)
+    return step > 0 and max(abs(low_a - low_b), abs(high_a - high_b)) < step / 4
 
 
 def _quantized_constant(value):
