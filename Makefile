@@ -34,7 +34,7 @@ test-large: venv
 	$(PYTEST) -m large tests
 
 bench: venv
-	for script in pruning_overhead qat_overhead distillation_speed tflite_minilm distill_minilm structured_minilm int8_error_budget; do \
+	for script in pruning_overhead qat_overhead distillation_speed tflite_minilm distill_minilm structured_minilm int8_error_budget int8_op_profile int8_in_place; do \
 		TF_CPP_MIN_LOG_LEVEL=3 $(BIN)/python benchmarks/$$script.py || exit 1; done
 
 lint: venv
