@@ -147,9 +147,10 @@ class QuantizeLayerNorm(QuantizeBase):
         else:
             gamma = ops.full((depth,), depth**0.5)
         y = q["scaled"](normalized * _quantized_constant(gamma), training=training)
-        if norm.center and not (quantizers.is_exporting() and _all_zero(norm.beta)):
+        exporting = quantizers.is_exporting()
+        if norm.center and not (exporting and _all_zero(norm.beta)):
             y = y + _quantized_constant(norm.beta.value)
-        elif quantizers.is_exporting() and _same_levels(q["scaled"], q["output"], self.config.activation_bits):
+        elif exporting and _same_levels(q["scaled"], q["output"], self.config.activation_bits):
             # Nothing is added between the two grids (the converter folds a zero beta away), and the
             # second maps each level of the first to the same level: the file keeps one grid. Two
             # nearly equal grids in a row are what the converter mishandles (seen on a fresh BERT:
@@ -229,7 +230,7 @@ def _same_levels(first, second, bits):
         (low_a, high_a), (low_b, high_b) = (
             [float(keras.ops.convert_to_numpy(v)) for v in q.current_range()] for q in (first, second)
         )
-    step = (high_b - low_b) / (2**bits - 1)
+        step = float(keras.ops.convert_to_numpy(fake_quant.grid_step(low_b, high_b, bits)))
     return step > 0 and max(abs(low_a - low_b), abs(high_a - high_b)) < step / 4
 
 
