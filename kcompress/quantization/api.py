@@ -221,8 +221,11 @@ def calibrate(model, data, steps=None):
         inputs.append(batch[0] if isinstance(batch, tuple) else batch)
     if not inputs:
         raise expected_error("data with at least one batch", data=data)
+    blocks = encoder_wrappers(model)
+    for block in blocks:
+        block.start_observing()
     _run_calibrating(model, inputs)
-    if sum(block.split_outliers() for block in encoder_wrappers(model)):
+    if sum(block.split_outliers() for block in blocks):
         # The ranges were learnt on undivided channels: learn them again on the divided ones.
         for wrapper in quantization_wrappers(model):
             for quantizer in wrapper.quantizers.values():

@@ -212,7 +212,7 @@ class QuantizeAttention(QuantizeBase):
         for name, (_, kernel) in zip(_PROJECTIONS, list(mapping)):
             projection = getattr(attention, name)
             axes = input_axes(projection) if self.config.per_channel else None
-            mapping += self._integer_bias(projection, kernel, axes, inputs[name], training)
+            mapping += self._bias_values(projection, kernel, axes, inputs[name], training)
         outputs = self._run(run, mapping)
         if isinstance(outputs, (tuple, list)):
             return (self._quantizers["output"](outputs[0], training=training), *outputs[1:])

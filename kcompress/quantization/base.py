@@ -72,13 +72,14 @@ class QuantizeBase(ConfiguredWrapper):
         """Runs `fn` with weights replaced by `mapping`, keeping range updates."""
         return _stateless.call_with_values(fn, mapping, self.variables)
 
-    def _integer_bias(self, layer, kernel, axes, grid, training, divisor=None):
-        """``[(bias variable, bias on its int32 grid)]`` for an inference call, else ``[]``.
+    def _bias_values(self, layer, kernel, axes, grid, training, divisor=None):
+        """``[(bias variable, value it runs with)]``, or ``[]`` when the bias runs as it is.
 
         TFLite stores a bias as int32 on the step input step × kernel step;
         inference rounds it there so the QAT model computes what the int8
         kernel computes. Training steps and exported graphs keep the float
-        bias (the converter rounds it itself).
+        bias (the converter rounds it itself). A kernel divided per output
+        channel has its bias divided too, in every kind of call.
 
         Args:
             layer: The layer holding the bias (``layer.bias``, may be None).
@@ -89,11 +90,13 @@ class QuantizeBase(ConfiguredWrapper):
             divisor: Optional per-output-channel divisor the kernel was divided by.
         """
         bias = getattr(layer, "bias", None)
-        if bias is None or grid is None or not quantizers.emulates_kernels(training):
+        if bias is None:
             return []
-        input_step = fake_quant.grid_step(*grid.current_range(), self.config.activation_bits)
         value = bias.value if divisor is None else bias.value / divisor
-        return [(bias, fake_quant.bias_on_grid(value, input_step, kernel, axes, self.config.weight_bits))]
+        if grid is not None and quantizers.emulates_kernels(training):
+            input_step = fake_quant.grid_step(*grid.current_range(), self.config.activation_bits)
+            return [(bias, fake_quant.bias_on_grid(value, input_step, kernel, axes, self.config.weight_bits))]
+        return [] if divisor is None else [(bias, value)]
 
     def quantized_weights(self, compiled=False):
         """``(variable, fake-quantized value)`` pairs the layer runs with.

@@ -105,6 +105,7 @@ class QuantizeTransformerEncoder(ConfiguredWrapper):
                 layer=f"{layer.name} ({type(layer).__name__})",
             )
         self._magnitude = None
+        self._observing = False
 
     @property
     def channel_divisor(self):
@@ -118,12 +119,17 @@ class QuantizeTransformerEncoder(ConfiguredWrapper):
         divisor = self.channel_divisor
         return 0 if divisor is None else int((np.asarray(divisor) > 1).sum())
 
-    def split_outliers(self):
-        """Divides the outlier channels seen in calibrating calls; returns how many there are."""
-        if self._magnitude is None or not can_split(self.layer) or self.channel_divisor is not None:
-            return 0
-        divisor = divisor_for(self._magnitude, self.config.outlier_ratio)
+    def start_observing(self):
+        """Records the largest magnitude of each residual channel in the next calibrating calls."""
         self._magnitude = None
+        self._observing = True
+
+    def split_outliers(self):
+        """Stops observing and divides the outlier channels seen; returns how many there are."""
+        magnitude, self._magnitude, self._observing = self._magnitude, None, False
+        if magnitude is None or not can_split(self.layer) or self.channel_divisor is not None:
+            return 0
+        divisor = divisor_for(magnitude, self.config.outlier_ratio)
         if divisor is None:
             return 0
         self.layer._feedforward_layer_norm.divide_channels(divisor)
@@ -154,7 +160,7 @@ class QuantizeTransformerEncoder(ConfiguredWrapper):
             x = encoder._feedforward_output_dense(x, output_divisor=divisor)
             residual = encoder._feedforward_layer_norm.divide_residual(residual, training=training)
         x = encoder._feedforward_dropout(x, training=training) + residual
-        if divisor is None and quantizers.is_calibrating():
+        if self._observing and divisor is None and quantizers.is_calibrating():
             self._observe(x)
         x = encoder._feedforward_layer_norm(x, training=training)
         return (x, scores) if return_attention_scores else x

@@ -185,12 +185,7 @@ class QuantizeKernel(QuantizeBase):
         mapping = self.quantized_weights(compiled=bool(training), output_divisor=output_divisor)
         grid = fake_quant.quantizer_of(x)
         axes = self._axes if self.config.per_channel else None
-        rounded = self._integer_bias(self.layer, mapping[0][1], axes, grid, training, output_divisor)
-        bias = getattr(self.layer, "bias", None)
-        if rounded:
-            mapping += rounded
-        elif output_divisor is not None and bias is not None:
-            mapping += [(bias, bias.value / output_divisor)]
+        mapping += self._bias_values(self.layer, mapping[0][1], axes, grid, training, output_divisor)
         if self._fused:
             y = self._run(lambda: self.layer(x), mapping)
         else:
@@ -329,7 +324,7 @@ class QuantizeSeparableConv(QuantizeBase):
             shape = (1,) * (layer.rank + 1) + (-1,) if channels_last else (1, -1) + (1,) * layer.rank
             axes = self._axes["pointwise_kernel"] if self.config.per_channel else None
             # The 1x1 CONV_2D's int32 bias: step = the depthwise output's step x the pointwise kernel's.
-            rounded = self._integer_bias(layer, pointwise, axes, self._quantizers["depthwise"], training)
+            rounded = self._bias_values(layer, pointwise, axes, self._quantizers["depthwise"], training)
             y = y + ops.reshape(rounded[0][1] if rounded else layer.bias.value, shape)
         if not self._fused:
             y = self._quantizers["pre_activation"](y, training=training)

@@ -89,6 +89,22 @@ def test_calibrate_divides_the_outlier_channel_only():
         assert np.isclose(255 / divisor[OUTLIER], round(255 / divisor[OUTLIER]))  # 255 / m: exact constants.
 
 
+def test_blocks_record_magnitudes_in_the_first_calibrate_pass_only():
+    model = bert_with_outlier_channel()
+    for block in model.backbone.transformer_layers[:1]:  # Block 0 back to ordinary channels: never divided.
+        bias = block._feedforward_output_dense.bias
+        bias.assign(bias.numpy() - np.eye(16, dtype="float32")[OUTLIER] * 40.0)
+    qat = quantize_model(model)
+    blocks = sorted(encoder_wrappers(qat), key=lambda block: block.name)
+    with quantizers.calibrating():  # Not through calibrate: nothing is recorded.
+        qat(bert_data())
+    assert [block.split_outliers() for block in blocks] == [0, 0]
+    calibrate(qat, bert_data())
+    assert [block.divided_channels for block in blocks] == [0, 1]
+    # The second pass (on the divided block 1) left no magnitudes behind for a later calibrate.
+    assert all(block._magnitude is None for block in blocks)
+
+
 def block_outputs(qat, x):
     """Each block's output (its feed-forward LayerNorm's), int8 and with every activation left float."""
 
