@@ -20,7 +20,7 @@ import os
 import keras
 from keras.src.models.functional import Functional
 
-from kcompress import _swaps
+from kcompress._swaps import replace_in_place, without_swaps
 
 
 def fresh_copy(layer):
@@ -30,7 +30,7 @@ def fresh_copy(layer):
     class builds (see `copy_layer`'s ``fallback_weights``).
     """
     try:
-        with _swaps.without_swaps(layer):
+        with without_swaps(layer):
             config = keras.saving.serialize_keras_object(layer)
         new = keras.saving.deserialize_keras_object(config)
     except Exception as error:
@@ -217,97 +217,6 @@ def unwrap_layer(wrapper, values):
     for variable, value in values:
         variable.assign(value)
     return wrapper.layer
-
-
-def replace_in_place(root, replace):
-    """Swaps, inside `root`, each sublayer for which `replace` returns a layer."""
-    swaps = {}
-    parents = []
-
-    def visit(layer):
-        parents.append(layer)
-        for child in list(layer._layers):
-            if id(child) in swaps:
-                continue
-            new = replace(child)
-            if new is not None and new is not child:
-                swaps[id(child)] = (child, new)
-            else:
-                visit(child)
-
-    visit(root)
-    for old, new in swaps.values():
-        if isinstance(new, keras.layers.Wrapper):
-            _swaps.mark_swapped_in(new)  # Not in `root`'s config: saved by `_swaps`.
-        new._inbound_nodes = old._inbound_nodes
-        new._outbound_nodes = old._outbound_nodes
-        for node in old._inbound_nodes:
-            node.operation = new
-    for parent in parents:
-        _rebind(parent, swaps)
-    return _swaps.record_swaps(root)
-
-
-def _allow_export(tracked_list):
-    """Lets TF save a tracked list after an item was swapped in place.
-
-    TF's `ListWrapper` refuses to save a list once an element was replaced,
-    because restoring by position could mix up objects. A swap keeps every
-    position meaningful (the new layer takes the old one's place), so the
-    refusal does not apply; without this a keras-hub model with swapped
-    layers cannot be exported to a SavedModel (and so to TFLite).
-    """
-    if hasattr(tracked_list, "_non_append_mutation_value"):
-        tracked_list._non_append_mutation_value = False
-        tracked_list._external_modification_value = False
-        if hasattr(tracked_list, "_update_snapshot"):
-            tracked_list._update_snapshot()
-
-
-def _swap(value, swaps):
-    return swaps[id(value)][1] if id(value) in swaps else value
-
-
-def _rebind(parent, swaps):
-    """Points every reference `parent` holds to a swapped layer at its new one."""
-    tracker = getattr(parent, "_tracker", None)
-    if tracker is not None:
-        for old, new in swaps.values():
-            if tracker.is_in_store("layers", old):
-                tracker.replace_tracked_value("layers", old, new)
-    for name, value in list(vars(parent).items()):
-        if name in ("_tracker", "_inbound_nodes", "_outbound_nodes"):
-            continue
-        if isinstance(value, keras.layers.Layer) and id(value) in swaps:
-            locked = tracker is not None and tracker.locked
-            if locked:
-                tracker.unlock()
-            setattr(parent, name, swaps[id(value)][1])
-            if locked:
-                tracker.lock()
-        elif isinstance(value, list):
-            for i, item in enumerate(value):
-                if id(item) in swaps:
-                    value[i] = swaps[id(item)][1]
-                    _allow_export(value)
-        elif isinstance(value, tuple) and any(id(v) in swaps for v in value):
-            object.__setattr__(parent, name, type(value)(_swap(v, swaps) for v in value))
-        elif isinstance(value, dict):
-            for key, item in list(value.items()):
-                if id(item) in swaps:
-                    value[key] = swaps[id(item)][1]
-                elif isinstance(item, list) and any(id(v) in swaps for v in item):
-                    # A functional model's `_operations_by_depth`: depth -> layers.
-                    item[:] = [_swap(v, swaps) for v in item]
-                    _allow_export(item)
-    if isinstance(parent, Functional):
-        # Functional.get_config keys its nodes by id(operation).
-        for old, new in swaps.values():
-            for index in range(len(new._inbound_nodes)):
-                key = f"{id(old)}_ib-{index}"
-                if key in parent._nodes:
-                    parent._nodes.remove(key)
-                    parent._nodes.add(f"{id(new)}_ib-{index}")
 
 
 def find_layers(model, predicate):

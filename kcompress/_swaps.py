@@ -1,15 +1,17 @@
-"""`.keras` files of models whose layers were swapped in place.
+"""Layers swapped in place, and the `.keras` files of models that hold them.
 
-A keras-hub task (or any subclassed model) saves only its constructor
-arguments: loading it runs the constructor, which builds the original
-layers, so wrappers `_surgery.replace_in_place` put inside it (pruning,
-quantization, clustering) would be missing and their variables would not
-load. `record_swaps` makes such a model save, in addition to its own
-config, where each wrapper sits (its path down the tracked ``_layers``
-lists, by position and name) and the wrapper's config. `LayersSwappedInPlace`, the
+`replace_in_place` swaps sublayers inside a model: attributes, tracked
+layer lists and functional graph nodes (`_surgery.transform_layers` does it
+on a copy). A keras-hub task (or any subclassed model) saves only its
+constructor arguments: loading it runs the constructor, which builds the
+original layers, so the wrappers swapped in (pruning, quantization,
+clustering) would be missing and their variables would not load.
+`record_swaps` makes such a model save, in addition to its own config,
+where each wrapper sits (its path down the tracked ``_layers`` lists, by
+position and name) and the wrapper's config. `LayersSwappedInPlace`, the
 registered name those configs are saved under, rebuilds the model from its
-own config and swaps the wrappers back in, so Keras then loads every
-variable into place.
+own config and swaps the wrappers back in with `replace_in_place`, so Keras
+then loads every variable into place.
 
 The model keeps its class for everything but saving: the swapped model's
 class is a subclass of its own (same name and module) whose only change is
@@ -19,6 +21,7 @@ class is a subclass of its own (same name and module) whose only change is
 import contextlib
 
 import keras
+from keras.src.models.functional import Functional
 from keras.src.saving import object_registration
 
 _SWAPPED_IN = "_kcompress_swapped_in"
@@ -74,6 +77,97 @@ def without_swaps(root):
         yield root
     finally:
         object.__setattr__(root, "__class__", cls)
+
+
+def replace_in_place(root, replace):
+    """Swaps, inside `root`, each sublayer for which `replace` returns a layer."""
+    swaps = {}
+    parents = []
+
+    def visit(layer):
+        parents.append(layer)
+        for child in list(layer._layers):
+            if id(child) in swaps:
+                continue
+            new = replace(child)
+            if new is not None and new is not child:
+                swaps[id(child)] = (child, new)
+            else:
+                visit(child)
+
+    visit(root)
+    for old, new in swaps.values():
+        if isinstance(new, keras.layers.Wrapper):
+            mark_swapped_in(new)  # Not in `root`'s config: saved by `record_swaps`.
+        new._inbound_nodes = old._inbound_nodes
+        new._outbound_nodes = old._outbound_nodes
+        for node in old._inbound_nodes:
+            node.operation = new
+    for parent in parents:
+        _rebind(parent, swaps)
+    return record_swaps(root)
+
+
+def _allow_export(tracked_list):
+    """Lets TF save a tracked list after an item was swapped in place.
+
+    TF's `ListWrapper` refuses to save a list once an element was replaced,
+    because restoring by position could mix up objects. A swap keeps every
+    position meaningful (the new layer takes the old one's place), so the
+    refusal does not apply; without this a keras-hub model with swapped
+    layers cannot be exported to a SavedModel (and so to TFLite).
+    """
+    if hasattr(tracked_list, "_non_append_mutation_value"):
+        tracked_list._non_append_mutation_value = False
+        tracked_list._external_modification_value = False
+        if hasattr(tracked_list, "_update_snapshot"):
+            tracked_list._update_snapshot()
+
+
+def _swap(value, swaps):
+    return swaps[id(value)][1] if id(value) in swaps else value
+
+
+def _rebind(parent, swaps):
+    """Points every reference `parent` holds to a swapped layer at its new one."""
+    tracker = getattr(parent, "_tracker", None)
+    if tracker is not None:
+        for old, new in swaps.values():
+            if tracker.is_in_store("layers", old):
+                tracker.replace_tracked_value("layers", old, new)
+    for name, value in list(vars(parent).items()):
+        if name in ("_tracker", "_inbound_nodes", "_outbound_nodes"):
+            continue
+        if isinstance(value, keras.layers.Layer) and id(value) in swaps:
+            locked = tracker is not None and tracker.locked
+            if locked:
+                tracker.unlock()
+            setattr(parent, name, swaps[id(value)][1])
+            if locked:
+                tracker.lock()
+        elif isinstance(value, list):
+            for i, item in enumerate(value):
+                if id(item) in swaps:
+                    value[i] = swaps[id(item)][1]
+                    _allow_export(value)
+        elif isinstance(value, tuple) and any(id(v) in swaps for v in value):
+            object.__setattr__(parent, name, type(value)(_swap(v, swaps) for v in value))
+        elif isinstance(value, dict):
+            for key, item in list(value.items()):
+                if id(item) in swaps:
+                    value[key] = swaps[id(item)][1]
+                elif isinstance(item, list) and any(id(v) in swaps for v in item):
+                    # A functional model's `_operations_by_depth`: depth -> layers.
+                    item[:] = [_swap(v, swaps) for v in item]
+                    _allow_export(item)
+    if isinstance(parent, Functional):
+        # Functional.get_config keys its nodes by id(operation).
+        for old, new in swaps.values():
+            for index in range(len(new._inbound_nodes)):
+                key = f"{id(old)}_ib-{index}"
+                if key in parent._nodes:
+                    parent._nodes.remove(key)
+                    parent._nodes.add(f"{id(new)}_ib-{index}")
 
 
 def _base_class(cls):
@@ -133,7 +227,6 @@ class LayersSwappedInPlace:
     Example:
 
     >>> import keras
-    >>> from kcompress import _surgery
     >>> @keras.saving.register_keras_serializable(package="example")
     ... class Tower(keras.Model):
     ...     def __init__(self, **kwargs):
@@ -143,7 +236,7 @@ class LayersSwappedInPlace:
     ...         return self.dense(x)
     >>> model = Tower()
     >>> _ = model(keras.ops.ones((1, 3)))
-    >>> wrapped = _surgery.transform_layers(
+    >>> wrapped = replace_in_place(
     ...     model, lambda layer: keras.layers.TimeDistributed(layer) if isinstance(layer, keras.layers.Dense) else None)
     >>> config = keras.saving.serialize_keras_object(wrapped)
     >>> config["registered_name"], [entry["path"] for entry in config["config"]["swapped"]]
@@ -157,12 +250,10 @@ class LayersSwappedInPlace:
 
     @classmethod
     def from_config(cls, config):
-        from kcompress import _surgery
-
         root = keras.saving.deserialize_keras_object(config["model"])
         replacements = {}
         for entry in config["swapped"]:
             target = _at_path(root, entry["path"])
             replacements[id(target)] = keras.saving.deserialize_keras_object(entry["layer"])
-        _surgery.replace_in_place(root, lambda layer: replacements.get(id(layer)))
+        replace_in_place(root, lambda layer: replacements.get(id(layer)))
         return root
