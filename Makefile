@@ -38,7 +38,7 @@ bench: venv
 		TF_CPP_MIN_LOG_LEVEL=3 $(BIN)/python benchmarks/$$script.py || exit 1; done
 
 lint: venv
-	$(BIN)/ruff check kcompress tflite_export tests benchmarks colab/build_notebooks.py
+	$(BIN)/ruff check kcompress tflite_export tests benchmarks colab
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis
