@@ -70,18 +70,50 @@ def subclassed_mlp(input_dim=16):
     return model
 
 
-def tiny_bert_classifier(seq_len=8):
+BERT_SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+
+
+def tiny_bert_backbone(
+    layers=2, width=16, heads=2, vocabulary=64, seq_len=8, intermediate=None, dropout=0.1, seed=None
+):
+    """The one tiny keras-hub `BertBackbone` of the tests (`seed`, if given, is set just before it)."""
     import keras_hub
 
-    backbone = keras_hub.models.BertBackbone(
-        vocabulary_size=64,
-        num_layers=2,
-        num_heads=2,
-        hidden_dim=16,
-        intermediate_dim=32,
+    if seed is not None:
+        keras.utils.set_random_seed(seed)
+    return keras_hub.models.BertBackbone(
+        vocabulary_size=vocabulary,
+        num_layers=layers,
+        num_heads=heads,
+        hidden_dim=width,
+        intermediate_dim=intermediate or 2 * width,
         max_sequence_length=seq_len,
+        dropout=dropout,
     )
-    return keras_hub.models.BertTextClassifier(backbone, num_classes=2, preprocessor=None)
+
+
+def bert_preprocessor(words, seq_len=8):
+    """A `BertTextClassifierPreprocessor` whose WordPiece vocabulary is the special tokens plus `words`."""
+    import keras_hub
+
+    tokenizer = keras_hub.models.BertTokenizer(vocabulary=[*BERT_SPECIAL_TOKENS, *words])
+    return keras_hub.models.BertTextClassifierPreprocessor(tokenizer, sequence_length=seq_len)
+
+
+def tiny_bert_classifier(seq_len=8, *, preprocessor=None, num_classes=2, dropout=0.1, backbone=None, **backbone_args):
+    """A tiny `BertTextClassifier` (on preprocessed inputs unless given a `preprocessor`).
+
+    `backbone_args` go to `tiny_bert_backbone`; a preprocessor sets the vocabulary size.
+    """
+    import keras_hub
+
+    if backbone is None:
+        if preprocessor is not None:
+            backbone_args["vocabulary"] = preprocessor.tokenizer.vocabulary_size()
+        backbone = tiny_bert_backbone(seq_len=seq_len, dropout=dropout, **backbone_args)
+    return keras_hub.models.BertTextClassifier(
+        backbone, num_classes=num_classes, preprocessor=preprocessor, dropout=dropout
+    )
 
 
 def bert_inputs(n=32, seq_len=8, seed=0):

@@ -7,10 +7,11 @@ import numpy as np
 import pytest
 
 from kcompress.cli import main
+from tests.helpers import bert_preprocessor, tiny_bert_classifier
 
 Run = collections.namedtuple("Run", "code out err")
 
-_VOCABULARY = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "the", "movie", "was", "good", "bad", "great", "awful"]
+_WORDS = ["the", "movie", "was", "good", "bad", "great", "awful"]
 TEXTS = ["the movie was good", "the movie was bad", "great movie", "awful", "the good the bad", "was it great"] * 3
 
 
@@ -62,20 +63,7 @@ def text_csv(workdir):
 @pytest.fixture(scope="session")
 def bert_keras(workdir):
     """A one-layer keras-hub BertTextClassifier saved with its preprocessor (sequence length 8)."""
-    import keras_hub
-
-    keras.utils.set_random_seed(1)
-    tokenizer = keras_hub.models.BertTokenizer(vocabulary=_VOCABULARY)
-    preprocessor = keras_hub.models.BertTextClassifierPreprocessor(tokenizer, sequence_length=8)
-    backbone = keras_hub.models.BertBackbone(
-        vocabulary_size=len(_VOCABULARY),
-        num_layers=1,
-        num_heads=2,
-        hidden_dim=8,
-        intermediate_dim=16,
-        max_sequence_length=8,
-    )
-    model = keras_hub.models.BertTextClassifier(backbone, num_classes=2, preprocessor=preprocessor)
+    model = tiny_bert_classifier(preprocessor=bert_preprocessor(_WORDS), layers=1, width=8, seed=1)
     path = str(workdir / "bert.keras")
     model.save(path)
     return path

@@ -1,9 +1,9 @@
 """Distillation tests: tiny keras-hub teachers and students, and their data."""
 
-import keras
-import keras_hub
 import numpy as np
 import pytest
+
+from tests.helpers import tiny_bert_classifier
 
 VOCABULARY = 64
 SEQUENCE = 8
@@ -11,17 +11,9 @@ SEQUENCE = 8
 
 def bert(layers=2, width=16, heads=2, dropout=0.0, seed=0):
     """A tiny BertTextClassifier on preprocessed inputs."""
-    keras.utils.set_random_seed(seed)
-    backbone = keras_hub.models.BertBackbone(
-        vocabulary_size=VOCABULARY,
-        num_layers=layers,
-        num_heads=heads,
-        hidden_dim=width,
-        intermediate_dim=2 * width,
-        max_sequence_length=SEQUENCE,
-        dropout=dropout,
+    return tiny_bert_classifier(
+        SEQUENCE, layers=layers, width=width, heads=heads, vocabulary=VOCABULARY, dropout=dropout, seed=seed
     )
-    return keras_hub.models.BertTextClassifier(backbone, num_classes=2, preprocessor=None, dropout=dropout)
 
 
 def tokens(n=32, seed=0):
@@ -47,10 +39,3 @@ def teacher():
 @pytest.fixture
 def student():
     return bert(layers=2, width=8, heads=2, seed=1)
-
-
-@pytest.fixture(autouse=True)
-def _seed():
-    keras.utils.set_random_seed(0)
-    yield
-    keras.backend.clear_session(free_memory=False)

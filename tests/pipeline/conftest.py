@@ -2,30 +2,16 @@
 
 import csv
 
-import keras
-import keras_hub
 import numpy as np
-import pytest
 
 from kcompress.pipeline import DistillStage, ExportStage, PipelineConfig, PruneStage, QatStage, TeacherStage
+from tests.helpers import bert_preprocessor, tiny_bert_classifier
 
 WORDS = ["good", "great", "fine", "fun", "bad", "dull", "awful", "boring", "film", "plot", "a", "the"]
 
 
 def write_tiny_classifier(path, layers=2):
-    vocabulary = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *WORDS]
-    tokenizer = keras_hub.models.BertTokenizer(vocabulary=vocabulary)
-    preprocessor = keras_hub.models.BertTextClassifierPreprocessor(tokenizer, sequence_length=8)
-    keras.utils.set_random_seed(0)
-    backbone = keras_hub.models.BertBackbone(
-        vocabulary_size=len(vocabulary),
-        num_layers=layers,
-        num_heads=2,
-        hidden_dim=16,
-        intermediate_dim=32,
-        max_sequence_length=8,
-    )
-    model = keras_hub.models.BertTextClassifier(backbone, num_classes=2, preprocessor=preprocessor)
+    model = tiny_bert_classifier(preprocessor=bert_preprocessor(WORDS), layers=layers, seed=0)
     model.save(path)
     return path
 
@@ -57,10 +43,3 @@ def tiny_config(tmp_path, **overrides):
     )
     values.update(overrides)
     return PipelineConfig(**values)
-
-
-@pytest.fixture(autouse=True)
-def _seed():
-    keras.utils.set_random_seed(0)
-    yield
-    keras.backend.clear_session(free_memory=False)

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from kcompress.pipeline import PruneStage, run_pipeline
+from tests.helpers import tiny_bert_classifier
 from tests.pipeline.conftest import tiny_config
 
 STAGE_FOLDERS = ["01_teacher", "02_distill", "03_prune", "04_qat", "05_export"]
@@ -143,13 +144,8 @@ def test_output_must_be_a_folder(tmp_path):
 
 
 def test_model_without_preprocessor_is_refused(tmp_path):
-    import keras_hub
-
-    backbone = keras_hub.models.BertBackbone(
-        vocabulary_size=20, num_layers=1, num_heads=2, hidden_dim=8, intermediate_dim=16, max_sequence_length=8
-    )
     path = tmp_path / "bare.keras"
-    keras_hub.models.BertTextClassifier(backbone, num_classes=2, preprocessor=None).save(path)
+    tiny_bert_classifier(layers=1, width=8, vocabulary=20).save(path)
     config = dataclasses.replace(tiny_config(tmp_path), model=str(path))
     with pytest.raises(ValueError, match="Expected a keras-hub text classifier saved with its preprocessor"):
         run_pipeline(config, tmp_path / "run", verbose=0)

@@ -1,11 +1,11 @@
 """Tiny keras-hub BERT models and data for the structured-pruning tests."""
 
 import keras
-import keras_hub
 import numpy as np
 
 from kcompress.structured import _model
 from kcompress.structured.plan import make_plan
+from tests.helpers import tiny_bert_backbone, tiny_bert_classifier
 
 SEQ = 16
 VOCAB = 100
@@ -13,13 +13,13 @@ VOCAB = 100
 
 def tiny_backbone(num_layers=2, num_heads=4, hidden_dim=16, intermediate_dim=32, scale=0.3, seed=0):
     """A tiny BertBackbone with weights large enough that every head and unit matters."""
-    backbone = keras_hub.models.BertBackbone(
-        vocabulary_size=VOCAB,
-        num_layers=num_layers,
-        num_heads=num_heads,
-        hidden_dim=hidden_dim,
-        intermediate_dim=intermediate_dim,
-        max_sequence_length=SEQ,
+    backbone = tiny_bert_backbone(
+        layers=num_layers,
+        width=hidden_dim,
+        heads=num_heads,
+        vocabulary=VOCAB,
+        seq_len=SEQ,
+        intermediate=intermediate_dim,
     )
     rng = np.random.default_rng(seed)
     for variable in backbone.weights:
@@ -30,8 +30,7 @@ def tiny_backbone(num_layers=2, num_heads=4, hidden_dim=16, intermediate_dim=32,
 
 
 def tiny_classifier(**kwargs):
-    backbone = tiny_backbone(**kwargs)
-    model = keras_hub.models.BertTextClassifier(backbone, num_classes=2, preprocessor=None)
+    model = tiny_bert_classifier(backbone=tiny_backbone(**kwargs))
     model.output_dense.kernel.assign(np.random.default_rng(1).normal(0, 1.0, (kwargs.get("hidden_dim", 16), 2)))
     return model
 
