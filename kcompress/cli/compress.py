@@ -1,7 +1,9 @@
 """``kcompress compress``: the pipeline on your model, with settings from a config file."""
 
 import dataclasses
+import json
 import os
+import zipfile
 
 from kcompress._errors import expected_error
 from kcompress.cli import _flags, _paths, _pipeline
@@ -26,7 +28,7 @@ def _define(flag_values):
 
 
 def _execute(args, positional):
-    model = _paths.existing_file("--model", args.model, suffixes=(".keras",)) if args.model else None
+    model = _paths.keras_file("--model", args.model, suffixes=(".keras",)) if args.model else None
     config_path = _paths.existing_file("--config", args.config, suffixes=_CONFIG_SUFFIXES)
     out = _paths.output_dir("--out", args.out)
     pipeline = _pipeline.load()
@@ -41,8 +43,29 @@ def _execute(args, positional):
         ) from None
     if model is not None:
         config = dataclasses.replace(config, model=model)
+    try:  # Bad data and a wrong num_classes are found here, before any model is built.
+        if config.model != "minilm":
+            _paths.keras_file("model", config.model, suffixes=(".keras",))
+        data = pipeline.load_text_data(config)
+        if config.model != "minilm":
+            _check_saved_classes(config, len(data.class_names))
+    except (UsageError, ValueError) as error:
+        raise UsageError(f"--config {config_path}: {one_line(error)}") from None
     os.makedirs(out, exist_ok=True)
     _pipeline.show(pipeline.run_pipeline(config, out, verbose=1))
+
+
+def _check_saved_classes(config, num_classes):
+    """Raises if a saved keras-hub classifier's ``num_classes`` (read from its config.json) is not the data's."""
+    try:
+        with zipfile.ZipFile(config.model) as archive:
+            saved = json.loads(archive.read("config.json")).get("config", {}).get("num_classes")
+    except (KeyError, OSError, ValueError, AttributeError, zipfile.BadZipFile):
+        return  # The pipeline checks the loaded model's outputs too.
+    if isinstance(saved, int) and saved != num_classes:
+        raise expected_error(
+            f"a model with {num_classes} outputs (the labels in {config.data})", model=config.model, outputs=saved
+        )
 
 
 COMMAND = Command(

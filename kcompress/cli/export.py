@@ -55,7 +55,7 @@ def _define(flag_values):
 
 
 def _execute(args, positional):
-    model_path = _paths.existing_file("--model", args.model, suffixes=(".keras", ".h5"))
+    model_path = _paths.keras_file("--model", args.model, suffixes=(".keras", ".h5"))
     csv_path = _paths.existing_file("--calibration", args.calibration) if args.calibration else None
     if args.mode in _NEEDS_CALIBRATION and csv_path is None:
         raise UsageError(f"Expected --calibration=DATA.csv for --mode={args.mode}. Received: no --calibration")

@@ -160,12 +160,19 @@ class PipelineConfig:
         model: ``"minilm"`` (the shipped all-MiniLM-L6-v2) or the path of a
             ``.keras`` keras-hub text classifier saved with its preprocessor.
         data: ``"rotten_tomatoes"`` (the shipped snippets) or the path of a
-            CSV file with ``text`` and ``label`` columns.
+            UTF-8 CSV file with ``text`` and ``label`` columns: a label on
+            every row, at least 2 labels, and at least 5 rows of each
+            (``data.MIN_EXAMPLES_PER_CLASS``: a fifth of the rows, up to
+            `test_size`, is split off as the test set, so 5 rows give a
+            label 4 to train on and 1 to test on).
         train_size: Training texts used (``None``: all).
         test_size: Held-out texts used for accuracy.
         sequence_length: Tokens per text (MiniLM only; a saved model keeps
             its preprocessor's).
-        num_classes: Classes (MiniLM only).
+        num_classes: Classes. ``None`` (the default): one per label in
+            `data`. A number must be that count (a check: the MiniLM head
+            and ``labels.txt`` follow the data); a ``.keras`` `model` must
+            have that many outputs.
         seed: Seed of data splits and initialisation.
         teacher, distill, prune, qat, export: The stages' settings.
 
@@ -185,7 +192,7 @@ class PipelineConfig:
     train_size: int = 4000
     test_size: int = 1280
     sequence_length: int = 48
-    num_classes: int = 2
+    num_classes: int | None = None
     seed: int = 0
     teacher: TeacherStage = TeacherStage()
     distill: DistillStage = DistillStage()
@@ -198,7 +205,8 @@ class PipelineConfig:
             check_int("train_size", self.train_size, minimum=2)
         check_int("test_size", self.test_size, minimum=1)
         check_int("sequence_length", self.sequence_length, minimum=2)
-        check_int("num_classes", self.num_classes, minimum=2)
+        if self.num_classes is not None:
+            check_int("num_classes", self.num_classes, minimum=2)
         check_int("seed", self.seed, minimum=0)
 
     @classmethod

@@ -2,12 +2,18 @@
 
 import csv
 import dataclasses
+import io
 import os
 
 import numpy as np
 
 from kcompress._errors import expected_error
 from kcompress.data import CLASS_NAMES, TextSplit, load_rotten_tomatoes
+
+# A CSV's rows are split 4:1 into training and test texts: 5 rows of a label
+# give it 4 to train on and 1 to test on (on average; the split is random).
+MIN_EXAMPLES_PER_CLASS = 5
+_SHOWN = 5  # Labels named in a too-few-rows error.
 
 
 @dataclasses.dataclass(frozen=True)
@@ -28,12 +34,17 @@ def _rotten_tomatoes(config):
 
 
 def read_labelled_csv(path):
-    """Reads a CSV with ``text`` and ``label`` columns into a `TextSplit`.
+    """Reads a UTF-8 CSV with ``text`` and ``label`` columns into a `TextSplit`.
 
-    Labels may be integers or names; names are numbered in sorted order.
+    Labels may be integers (``0`` to ``n - 1``) or names; names are
+    numbered in sorted order. Every row needs a label.
 
     Returns:
         ``(split, class_names)``.
+
+    Raises:
+        ValueError: The file is missing, not UTF-8 (the message names the
+            line), not a CSV with both columns, or a row has no label.
 
     Example:
 
@@ -47,23 +58,90 @@ def read_labelled_csv(path):
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise expected_error("an existing CSV file with text and label columns", data=path)
-    with open(path, newline="", encoding="utf-8") as f:
-        rows = list(csv.DictReader(f))
-    if not rows or not {"text", "label"} <= set(rows[0]):
-        columns = sorted(rows[0]) if rows else []
-        raise expected_error("a CSV file with 'text' and 'label' columns", data=path, columns=columns)
-    labels = [row["label"].strip() for row in rows]
-    if all(label.lstrip("-").isdigit() for label in labels):
+    reader = csv.DictReader(io.StringIO(_read_utf8(path), newline=""))
+    rows = []
+    try:
+        columns = reader.fieldnames or []
+        if not {"text", "label"} <= set(columns):
+            raise expected_error("a CSV file with 'text' and 'label' columns", data=path, columns=sorted(columns))
+        for row in reader:
+            label = (row.get("label") or "").strip()
+            if not label:
+                raise expected_error("a label on every row", data=path, line=reader.line_num, label=label)
+            rows.append((row.get("text") or "", label))
+    except csv.Error as error:
+        line = reader.reader.line_num  # DictReader's own line_num stops at the last good row.
+        raise expected_error("a readable CSV file", data=path, line=line, error=str(error)) from None
+    if not rows:
+        raise expected_error("rows of texts and labels under the header", data=path, rows=0)
+    labels = [label for _, label in rows]
+    if all(label.isascii() and label.isdigit() for label in labels):
         numbers = [int(label) for label in labels]
         names = tuple(str(i) for i in range(max(numbers) + 1))
     else:
         names = tuple(sorted(set(labels)))
-        numbers = [names.index(label) for label in labels]
-    return TextSplit([row["text"] for row in rows], numbers), names
+        index = {name: i for i, name in enumerate(names)}
+        numbers = [index[label] for label in labels]
+    return TextSplit([text for text, _ in rows], numbers), names
+
+
+def _read_utf8(path):
+    """The file's text (a UTF-8 byte-order mark dropped); a byte that is not UTF-8 is an error naming its line."""
+    with open(path, "rb") as f:
+        data = f.read()
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        line = data[: error.start].count(b"\n") + 1
+        byte = f"0x{data[error.start]:02x}"
+        raise expected_error("a UTF-8 text file", data=path, line=line, byte=byte) from None
+
+
+def check_examples(labels, names, data):
+    """Raises unless there are 2+ classes with `MIN_EXAMPLES_PER_CLASS` examples each.
+
+    Example:
+
+    >>> try:
+    ...     check_examples([0, 1, 1], ("neg", "pos"), data="t.csv")
+    ... except ValueError as error:
+    ...     print(str(error).replace(". ", ".\\n"))
+    Expected at least 5 rows of each label (4 to train on, 1 to test on).
+    Received: data='t.csv', rows={'neg': 1, 'pos': 2}
+    """
+    if len(names) < 2:
+        raise expected_error("labels of at least 2 classes", data=data, labels=list(names))
+    counts = np.bincount(np.asarray(labels, dtype=np.int64), minlength=len(names))
+    if counts.min() < MIN_EXAMPLES_PER_CLASS:
+        few = {name: int(count) for name, count in zip(names, counts) if count < MIN_EXAMPLES_PER_CLASS}
+        shown = dict(list(few.items())[:_SHOWN])
+        if len(few) > _SHOWN:
+            shown["..."] = f"{len(few) - _SHOWN} more"
+        raise expected_error(
+            f"at least {MIN_EXAMPLES_PER_CLASS} rows of each label "
+            f"({MIN_EXAMPLES_PER_CLASS - 1} to train on, 1 to test on)",
+            data=data,
+            rows=shown,
+        )
+
+
+def check_num_classes(num_classes, names, data):
+    """Raises unless `num_classes` is ``None`` (take the data's) or the number of `names`.
+
+    Example:
+
+    >>> check_num_classes(2, ("a", "b", "c"), data="t.csv")
+    Traceback (most recent call last):
+    ...
+    ValueError: Expected num_classes=3 (the labels in t.csv). Received: num_classes=2
+    """
+    if num_classes is not None and num_classes != len(names):
+        raise expected_error(f"num_classes={len(names)} (the labels in {data})", num_classes=num_classes)
 
 
 def _csv(config):
     split, names = read_labelled_csv(config.data)
+    check_examples(split.labels, names, config.data)
     order = np.random.default_rng(config.seed).permutation(len(split))
     test_size = min(config.test_size, len(split) // 5 or 1)
     test, train = split[order[:test_size]], split[order[test_size:]]
@@ -73,10 +151,18 @@ def _csv(config):
 
 
 def load_text_data(config):
-    """Loads the texts a `PipelineConfig` names (its ``data`` field)."""
-    if config.data == "rotten_tomatoes":
-        return _rotten_tomatoes(config)
-    return _csv(config)
+    """Loads the texts a `PipelineConfig` names (its ``data`` field), and checks them.
+
+    Cheap (no model is built): run it first to find bad data before any long work.
+
+    Raises:
+        ValueError: The data cannot be read or split (see `read_labelled_csv`
+            and `check_examples`), or ``config.num_classes`` is not the
+            number of its labels.
+    """
+    data = _rotten_tomatoes(config) if config.data == "rotten_tomatoes" else _csv(config)
+    check_num_classes(config.num_classes, data.class_names, config.data)
+    return data
 
 
 def tokenize(preprocessor, texts, batch_size=256):

@@ -12,6 +12,7 @@ import keras
 import numpy as np
 
 from kcompress import distillation, pruning, quantization
+from kcompress._errors import expected_error
 from kcompress.data import load_minilm_classifier
 
 # Batches of training data that score heads and FFN neurons for structured pruning.
@@ -91,17 +92,33 @@ def _fit(context, model, settings, **kwargs):
 def run_teacher(context, model):
     """Loads the starting model, tokenizes the texts with it, and fine-tunes it on them."""
     config = context.config
+    num_classes = len(context.texts.class_names)  # The data's labels (load_text_data checked num_classes).
     with context.scope():
         if config.model == "minilm":
-            model = load_minilm_classifier(num_classes=config.num_classes, sequence_length=config.sequence_length)
+            model = load_minilm_classifier(num_classes=num_classes, sequence_length=config.sequence_length)
         else:
             model = keras.models.load_model(config.model)
+            _check_outputs(model, num_classes, config)
     context.prepare_tokens(model)  # Detaches the preprocessor: every stage trains on token ids.
     if config.teacher.epochs:
         with context.scope():
             compile_classifier(model, config.teacher.learning_rate)
         _fit(context, model, config.teacher)
     return model
+
+
+def _check_outputs(model, num_classes, config):
+    """Raises unless a loaded classifier has one output per label of the data."""
+    outputs = getattr(model, "num_classes", None)
+    if outputs is None:
+        try:
+            outputs = model.outputs[0].shape[-1]
+        except (AttributeError, IndexError, TypeError, ValueError):
+            return  # Unknown until called: fitting will tell.
+    if outputs != num_classes:
+        raise expected_error(
+            f"a model with {num_classes} outputs (the labels in {config.data})", model=config.model, outputs=outputs
+        )
 
 
 def run_distill(context, teacher):

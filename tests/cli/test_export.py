@@ -1,6 +1,7 @@
 """`kcompress export`: modes, calibration CSVs, keras-hub text models, and its errors."""
 
 import os
+import zipfile
 
 import keras
 import pytest
@@ -115,9 +116,22 @@ def test_file_errors_exit_2(cli, mlp_keras, numeric_csv, text_csv, bert_keras, t
     assert_usage_error(cli("export", "--model", not_tflite), "--model to be a .keras or .h5 file")
     assert_usage_error(cli(*base, "--mode=int16x8"), "Expected --calibration=DATA.csv for --mode=int16x8")
     assert_usage_error(cli(*base, "--mode=int8"), "Expected --calibration=DATA.csv for --mode=int8")
+    expected = "Expected --model to be a Keras model file (a .keras zip archive). Received: --model="
     broken = tmp_path / "broken.keras"
     broken.write_bytes(b"not a zip")
-    assert_usage_error(cli("export", "--model", broken), "--model to be a Keras model file")
+    assert_usage_error(cli("export", "--model", broken), f"{expected}'{broken}', which is a text file of 9 bytes")
+    zipped = tmp_path / "archive.keras"
+    with zipfile.ZipFile(zipped, "w") as archive:
+        archive.writestr("notes.txt", "no model here")
+    assert_usage_error(cli("export", "--model", zipped), f"{expected}'{zipped}', which is a zip archive of")
+    assert_usage_error(cli("export", "--model", zipped), "with no config.json")
+    h5 = tmp_path / "junk.h5"
+    h5.write_bytes(bytes(range(256)))
+    assert_usage_error(
+        cli("export", "--model", h5),
+        f"Expected --model to be a Keras model file (an HDF5 .h5 file). Received: --model='{h5}', which is 256 "
+        "bytes of another format",
+    )
     empty = tmp_path / "empty.csv"
     empty.write_text("")
     assert_usage_error(cli(*base, "--calibration", empty), "a CSV with a header row and data rows")

@@ -39,8 +39,28 @@ def test_file_errors_exit_2(cli, command, tmp_path, not_tflite, mlp_keras):
     assert_usage_error(cli(command, "a.tflite", "b.tflite"), "arguments=['a.tflite', 'b.tflite']")
     assert_usage_error(cli(command, tmp_path / "none.tflite"), "path to be an existing file")
     assert_usage_error(cli(command, tmp_path), "path to be a file, not a directory")
-    assert_usage_error(cli(command, not_tflite), "a .tflite model (flatbuffer identifier TFL3)")
-    assert_usage_error(cli(command, mlp_keras), "a .tflite model")
+    expected = "Expected path to be a .tflite model (a TFLite flatbuffer). Received: path="
+    assert_usage_error(cli(command, not_tflite), f"{expected}'{not_tflite}', which is 36 bytes of another format")
+    assert_usage_error(cli(command, mlp_keras), "which is a zip archive of", "with a config.json (a .keras model?)")
+
+
+@pytest.mark.parametrize("command", ["inspect", "bench"])
+def test_unreadable_tflite_says_what_it_is(cli, command, tmp_path, mlp_tflite):
+    expected = "Expected path to be a .tflite model (a TFLite flatbuffer). Received: path="
+    with open(mlp_tflite[0], "rb") as f:
+        head = f.read(600)  # The TFL3 identifier stays: only reading the flatbuffer finds the cut.
+    cut = tmp_path / "cut.tflite"
+    cut.write_bytes(head)
+    run = cli(command, cut)
+    assert_usage_error(
+        run, f"{expected}'{cut}', which is a TFLite flatbuffer of 600 bytes that is cut short or damaged"
+    )
+    junk = tmp_path / "junk.tflite"
+    junk.write_text("hello, world\n")
+    assert_usage_error(cli(command, junk), f"{expected}'{junk}', which is a text file of 13 bytes")
+    empty = tmp_path / "empty.tflite"
+    empty.write_bytes(b"")
+    assert_usage_error(cli(command, empty), f"{expected}'{empty}', which is an empty file")
 
 
 @pytest.mark.parametrize(

@@ -72,3 +72,10 @@ def test_bad_files(tmp_path):
     (tmp_path / "broken.json").write_text("{not json")
     with pytest.raises(ValueError, match="Expected a valid JSON or YAML config file"):
         PipelineConfig.from_file(tmp_path / "broken.json")
+
+
+def test_num_classes_is_optional():
+    assert PipelineConfig().num_classes is None
+    assert PipelineConfig.from_dict({"num_classes": 8}).num_classes == 8
+    with pytest.raises(ValueError, match=r"Expected num_classes >= 2. Received: num_classes=1"):
+        PipelineConfig(num_classes=1)
