@@ -5,7 +5,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from kcompress import pruning
-from tests.helpers import MODEL_KINDS, data_for, mlp, tiny_bert_classifier
+from tests.helpers import MODEL_KINDS, bert_preprocessor, data_for, mlp, tiny_bert_classifier
 
 
 def fit_pruned(model, schedule, pattern=None, layers=None, epochs=1, batch_size=8, n=32):
@@ -195,9 +195,8 @@ def test_subclassed_model_that_drops_training_flag_is_reported():
 
 
 def test_keras_hub_task_with_preprocessor_keeps_its_vocabulary():
-    from kcompress.data import load_minilm_classifier
-
-    model = load_minilm_classifier(num_classes=2, sequence_length=16)
+    words = ["a", "moving", "funny", "film", "dull", "and", "far", "too", "long", ","]
+    model = tiny_bert_classifier(16, preprocessor=bert_preprocessor(words, seq_len=16))
     texts = np.array(["a moving, funny film", "dull and far too long"])
     pruned = pruning.prune_low_magnitude(model)
     # Assets (the tokenizer's vocabulary) are copied with the model.
