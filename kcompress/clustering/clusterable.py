@@ -9,17 +9,21 @@ and sensitive).
 
 import keras
 
+from kcompress._layer_table import LayerTable
+
 _L = keras.layers
-CLUSTERABLE = {
-    _L.Dense: ("kernel",),
-    _L.EinsumDense: ("kernel",),
-    _L.Conv1D: ("kernel",),
-    _L.Conv2D: ("kernel",),
-    _L.Conv3D: ("kernel",),
-    _L.DepthwiseConv2D: ("kernel",),
-    _L.SeparableConv2D: ("depthwise_kernel", "pointwise_kernel"),
-    _L.Embedding: ("embeddings",),
-}
+CLUSTERABLE = LayerTable(
+    {
+        _L.Dense: ("kernel",),
+        _L.EinsumDense: ("kernel",),
+        _L.Conv1D: ("kernel",),
+        _L.Conv2D: ("kernel",),
+        _L.Conv3D: ("kernel",),
+        _L.DepthwiseConv2D: ("kernel",),
+        _L.SeparableConv2D: ("depthwise_kernel", "pointwise_kernel"),
+        _L.Embedding: ("embeddings",),
+    }
+)
 
 
 def lookup(layer_or_class):
@@ -32,13 +36,9 @@ def lookup(layer_or_class):
     >>> lookup(keras.layers.LayerNormalization()) is None
     True
     """
-    cls = layer_or_class if isinstance(layer_or_class, type) else type(layer_or_class)
-    for base in cls.__mro__:
-        if base in CLUSTERABLE:
-            return CLUSTERABLE[base]
-    return None
+    return CLUSTERABLE.lookup(layer_or_class)
 
 
 def supported_names():
     """Class names that can be clustered, for error messages."""
-    return ", ".join(cls.__name__ for cls in CLUSTERABLE)
+    return CLUSTERABLE.names()

@@ -11,6 +11,8 @@ import dataclasses
 
 import keras
 
+from kcompress._layer_table import LayerTable
+
 
 @dataclasses.dataclass(frozen=True)
 class PrunableWeights:
@@ -36,16 +38,18 @@ def _einsum_input_axis(layer):
 
 
 _L = keras.layers
-PRUNABLE = {
-    _L.Dense: PrunableWeights({"kernel": 0}),
-    _L.EinsumDense: PrunableWeights({"kernel": _einsum_input_axis}),
-    _L.Conv1D: PrunableWeights({"kernel": -2}),
-    _L.Conv2D: PrunableWeights({"kernel": -2}),
-    _L.Conv3D: PrunableWeights({"kernel": -2}),
-    _L.DepthwiseConv2D: PrunableWeights({"kernel": 0}),
-    _L.SeparableConv2D: PrunableWeights({"depthwise_kernel": 0, "pointwise_kernel": -2}),
-    _L.Embedding: PrunableWeights({"embeddings": -1}, default=False),
-}
+PRUNABLE = LayerTable(
+    {
+        _L.Dense: PrunableWeights({"kernel": 0}),
+        _L.EinsumDense: PrunableWeights({"kernel": _einsum_input_axis}),
+        _L.Conv1D: PrunableWeights({"kernel": -2}),
+        _L.Conv2D: PrunableWeights({"kernel": -2}),
+        _L.Conv3D: PrunableWeights({"kernel": -2}),
+        _L.DepthwiseConv2D: PrunableWeights({"kernel": 0}),
+        _L.SeparableConv2D: PrunableWeights({"depthwise_kernel": 0, "pointwise_kernel": -2}),
+        _L.Embedding: PrunableWeights({"embeddings": -1}, default=False),
+    }
+)
 
 
 def lookup(layer_or_class):
@@ -56,11 +60,7 @@ def lookup(layer_or_class):
     >>> lookup(keras.layers.Dense(4)).input_axes
     {'kernel': 0}
     """
-    cls = layer_or_class if isinstance(layer_or_class, type) else type(layer_or_class)
-    for base in cls.__mro__:
-        if base in PRUNABLE:
-            return PRUNABLE[base]
-    return None
+    return PRUNABLE.lookup(layer_or_class)
 
 
 def input_axes(layer, entry):
@@ -73,4 +73,4 @@ def input_axes(layer, entry):
 
 def supported_names():
     """Class names that can be pruned, for error messages."""
-    return ", ".join(cls.__name__ for cls in PRUNABLE)
+    return PRUNABLE.names()

@@ -1,7 +1,10 @@
 """The one table of what can be quantized: layer class -> wrapper."""
 
+import dataclasses
+
 import keras
 
+from kcompress._layer_table import LayerTable
 from kcompress.quantization import layer_norm
 from kcompress.quantization.attention import QuantizeAttention
 from kcompress.quantization.embedding import QuantizeEmbedding
@@ -9,38 +12,53 @@ from kcompress.quantization.kernel import QuantizeKernel, QuantizeSeparableConv
 from kcompress.quantization.layer_norm import QuantizeLayerNorm
 from kcompress.quantization.output import QuantizeOutput
 
+
+@dataclasses.dataclass(frozen=True)
+class Quantizable:
+    """How to quantize one layer family.
+
+    Attributes:
+        wrapper: The wrapper class.
+        extra: Extra arguments of the wrapper.
+        supports: Optional callable ``layer -> bool``: which configurations
+            of the family are supported (the others stay float).
+    """
+
+    wrapper: type
+    extra: dict = dataclasses.field(default_factory=dict)
+    supports: object = None
+
+
 _L = keras.layers
 # Dispatch is by class and base classes (keras-hub's CachedMultiHeadAttention
-# is a MultiHeadAttention, its ReversibleEmbedding an Embedding). An entry's
-# optional predicate says which configurations of the class are supported.
-QUANTIZABLE = {
-    _L.Dense: (QuantizeKernel, None),
-    _L.EinsumDense: (QuantizeKernel, None),
-    _L.Conv1D: (QuantizeKernel, None),
-    _L.Conv2D: (QuantizeKernel, None),
-    _L.DepthwiseConv2D: (QuantizeKernel, None),
-    _L.SeparableConv2D: (QuantizeSeparableConv, None),
-    _L.Embedding: (QuantizeEmbedding, None),
-    _L.MultiHeadAttention: (QuantizeAttention, None),
-    _L.LayerNormalization: (QuantizeLayerNorm, layer_norm.supports),
-    _L.Add: (QuantizeOutput, None),
-    _L.Subtract: (QuantizeOutput, None),
-    _L.Multiply: (QuantizeOutput, None),
-    _L.Average: (QuantizeOutput, None),
-    _L.Concatenate: (QuantizeOutput, None),
-    _L.Activation: (QuantizeOutput, None),
-    _L.ReLU: (QuantizeOutput, None),
-    _L.Softmax: (QuantizeOutput, None),
-    _L.GlobalAveragePooling1D: (QuantizeOutput, None),
-    _L.GlobalAveragePooling2D: (QuantizeOutput, None),
-    _L.AveragePooling1D: (QuantizeOutput, None),
-    _L.AveragePooling2D: (QuantizeOutput, None),
-}
-
-# Layers of optional packages, by class name: name -> (wrapper, extra arguments).
-QUANTIZABLE_BY_NAME = {
-    "PositionEmbedding": (QuantizeOutput, {"constant": True}),  # keras-hub
-}
+# is a MultiHeadAttention, its ReversibleEmbedding an Embedding); layers of
+# optional packages are named.
+QUANTIZABLE = LayerTable(
+    {
+        _L.Dense: Quantizable(QuantizeKernel),
+        _L.EinsumDense: Quantizable(QuantizeKernel),
+        _L.Conv1D: Quantizable(QuantizeKernel),
+        _L.Conv2D: Quantizable(QuantizeKernel),
+        _L.DepthwiseConv2D: Quantizable(QuantizeKernel),
+        _L.SeparableConv2D: Quantizable(QuantizeSeparableConv),
+        _L.Embedding: Quantizable(QuantizeEmbedding),
+        _L.MultiHeadAttention: Quantizable(QuantizeAttention),
+        _L.LayerNormalization: Quantizable(QuantizeLayerNorm, supports=layer_norm.supports),
+        _L.Add: Quantizable(QuantizeOutput),
+        _L.Subtract: Quantizable(QuantizeOutput),
+        _L.Multiply: Quantizable(QuantizeOutput),
+        _L.Average: Quantizable(QuantizeOutput),
+        _L.Concatenate: Quantizable(QuantizeOutput),
+        _L.Activation: Quantizable(QuantizeOutput),
+        _L.ReLU: Quantizable(QuantizeOutput),
+        _L.Softmax: Quantizable(QuantizeOutput),
+        _L.GlobalAveragePooling1D: Quantizable(QuantizeOutput),
+        _L.GlobalAveragePooling2D: Quantizable(QuantizeOutput),
+        _L.AveragePooling1D: Quantizable(QuantizeOutput),
+        _L.AveragePooling2D: Quantizable(QuantizeOutput),
+    },
+    by_name={"keras_hub.PositionEmbedding": Quantizable(QuantizeOutput, {"constant": True})},
+)
 
 
 # Keras operations and layers (by class name) that only select or move values: the int8
@@ -70,17 +88,12 @@ def lookup(layer):
     >>> lookup(keras.layers.Dropout(0.1)) is None
     True
     """
-    for base in type(layer).__mro__:
-        if base in QUANTIZABLE:
-            wrapper, supported = QUANTIZABLE[base]
-            if supported is None or supported(layer):
-                return wrapper, {}
-            return None
-        if base.__name__ in QUANTIZABLE_BY_NAME and base.__module__.startswith("keras_hub"):
-            return QUANTIZABLE_BY_NAME[base.__name__]
-    return None
+    entry = QUANTIZABLE.lookup(type(layer))
+    if entry is None or (entry.supports is not None and not entry.supports(layer)):
+        return None
+    return entry.wrapper, dict(entry.extra)
 
 
 def supported_names():
     """Class names that can be quantized, for error messages."""
-    return ", ".join(cls.__name__ for cls in QUANTIZABLE)
+    return QUANTIZABLE.names()

@@ -11,6 +11,7 @@ import keras
 import keras_hub
 
 from kcompress._errors import expected_error
+from kcompress._layer_table import LayerTable
 
 
 @dataclasses.dataclass(frozen=True)
@@ -50,17 +51,19 @@ def _rebuild_classifier(model, backbone):
     return new
 
 
-SUPPORTED = {
-    keras_hub.models.BertTextClassifier: (_backbone_of_classifier, _rebuild_classifier),
-    keras_hub.models.BertBackbone: (lambda model: model, lambda model, backbone: backbone),
-}
+SUPPORTED = LayerTable(
+    {
+        keras_hub.models.BertTextClassifier: (_backbone_of_classifier, _rebuild_classifier),
+        keras_hub.models.BertBackbone: (lambda model: model, lambda model, backbone: backbone),
+    }
+)
 SUPPORTED_NAMES = "keras_hub.models.BertTextClassifier or keras_hub.models.BertBackbone (including PrunedBertBackbone)"
 
 
 def _entry(model):
-    for base in type(model).__mro__:
-        if base in SUPPORTED:
-            return SUPPORTED[base]
+    found = SUPPORTED.lookup(type(model))
+    if found is not None:
+        return found
     raise expected_error(
         f"a supported transformer: {SUPPORTED_NAMES}", model=f"{type(model).__name__} '{getattr(model, 'name', '')}'"
     )
