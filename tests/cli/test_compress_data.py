@@ -7,12 +7,12 @@ Every check runs before a model is built: the error tests replace
 import json
 import pathlib
 
-import keras
 import pytest
 
 import kcompress.pipeline
 from kcompress.pipeline import stages
 from tests.cli.clihelpers import assert_usage_error
+from tests.helpers import bert_preprocessor, tiny_bert_classifier
 
 _WORDS = ["a", "the", "film", "plot", "good", "bad", "fine", "dull", "fun", "long", "odd", "sad"]
 _LABELS = ["joy", "anger", "fear", "sadness", "surprise", "disgust", "trust", "calm"]
@@ -30,20 +30,8 @@ _TINY = {
 
 def _tiny_classifier(num_classes, sequence_length=8):
     """A one-layer keras-hub BERT text classifier with its preprocessor (a stand-in for MiniLM)."""
-    import keras_hub
-
-    vocabulary = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *_WORDS]
-    tokenizer = keras_hub.models.BertTokenizer(vocabulary=vocabulary)
-    preprocessor = keras_hub.models.BertTextClassifierPreprocessor(tokenizer, sequence_length=sequence_length)
-    backbone = keras_hub.models.BertBackbone(
-        vocabulary_size=len(vocabulary),
-        num_layers=1,
-        num_heads=2,
-        hidden_dim=16,
-        intermediate_dim=32,
-        max_sequence_length=sequence_length,
-    )
-    return keras_hub.models.BertTextClassifier(backbone, num_classes=num_classes, preprocessor=preprocessor)
+    preprocessor = bert_preprocessor(_WORDS, seq_len=sequence_length)
+    return tiny_bert_classifier(sequence_length, preprocessor=preprocessor, num_classes=num_classes, layers=1)
 
 
 def _csv(path, rows):
@@ -84,7 +72,6 @@ def test_eight_labels_make_an_eight_class_minilm(cli, tmp_path, monkeypatch):
         return _tiny_classifier(num_classes, sequence_length)
 
     monkeypatch.setattr(stages, "load_minilm_classifier", fake_minilm)
-    keras.utils.set_random_seed(0)
     # The head is built in the teacher stage, labels.txt written by the export: the stages between add only time.
     skip = {"skip": True}
     export = {"mode": "dynamic", "runs": 3, "verify_samples": 8}
