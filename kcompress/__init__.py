@@ -2,10 +2,15 @@
 
 Subpackages load on first use (``kcompress.pruning``, ``from kcompress import
 quantization``), so ``import kcompress`` and the ``kcompress`` command start
-without importing TensorFlow.
+without importing TensorFlow. Still, after ``import kcompress`` alone,
+`keras.models.load_model` reads every `.keras` file kcompress writes (models
+under pruning, QAT or clustering, structurally pruned models, a `Distiller`):
+see `kcompress._registration`.
 """
 
 import importlib
+
+from kcompress import _registration
 
 __version__ = "0.1.0"
 
@@ -22,3 +27,6 @@ def __getattr__(name):
 
 def __dir__():
     return sorted(__all__)
+
+
+_registration.install()

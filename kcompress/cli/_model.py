@@ -15,8 +15,8 @@ def load_keras_model(flag, path):
         import keras
         import keras_hub  # noqa: F401  Registers the keras-hub classes the file may name.
 
-        import kcompress  # noqa: F401  Registers the pruning / quantization wrappers.
-
+        # kcompress' own classes (pruning, QAT, clustering, ...) need no import here: importing
+        # the package registered them with keras (kcompress._registration).
         try:
             return keras.models.load_model(path, compile=False)
         except Exception as error:  # Any failure to read the file is a bad --model.
