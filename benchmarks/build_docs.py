@@ -21,7 +21,7 @@ PAGE = REPO / "docs" / "benchmarks.md"
 
 # Section order and what each script measures; a result not listed here comes last, by name.
 ABOUT = {
-    "tflite_minilm": "MiniLM exported nine ways: float32, float16, dynamic-range, int8 post-training "
+    "tflite_minilm": "MiniLM exported several ways: float32, float16, dynamic-range, int8 post-training "
     "quantization, and int8 QAT (on labels, distilled, one grid per residual tensor, and the "
     "`float_ops` CPU form); size, LiteRT latency and `.tflite` accuracy.",
     "distill_minilm": "MiniLM-L6 teacher distilled into a 2-layer student, against the same student trained alone.",
