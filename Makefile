@@ -38,6 +38,7 @@ test-large: venv
 bench: venv
 	for script in pruning_overhead qat_overhead distillation_speed tflite_minilm distill_minilm structured_minilm int8_error_budget int8_op_profile int8_in_place; do \
 		TF_CPP_MIN_LOG_LEVEL=3 $(BIN)/python benchmarks/$$script.py || exit 1; done
+	$(BIN)/python benchmarks/build_docs.py
 
 lint: venv
 	$(BIN)/ruff check kcompress tflite_export tests benchmarks colab
