@@ -2,9 +2,9 @@
 
 from kcompress._errors import expected_error
 from kcompress.structured import _model
-from kcompress.structured.importance import METHODS, Importance, importance_scores
+from kcompress.structured.importance import METHODS, Importance, score_with
 from kcompress.structured.plan import check_targets, make_plan
-from kcompress.structured.shrink import shrink
+from kcompress.structured.shrink import shrink_with
 
 
 def _needs_scores(architecture, counts_heads, counts_ffn, kept):
@@ -74,12 +74,7 @@ def prune_transformer(
     kept, head_counts, ffn_counts = check_targets(architecture, heads, ffn, layers)
     scores = None
     if isinstance(importance, Importance):
-        scores = importance
-        if (
-            tuple(len(s) for s in scores.heads) != architecture.num_heads
-            or tuple(len(s) for s in scores.ffn) != architecture.intermediate_dim
-        ):
-            raise expected_error("importance scores computed on this model", importance=str(scores).splitlines()[0])
+        scores = check_scores(architecture, importance)
     elif importance not in METHODS:
         raise expected_error(f"importance in {tuple(METHODS)} or an Importance", importance=importance)
     elif _needs_scores(architecture, head_counts, ffn_counts, kept):
@@ -88,14 +83,23 @@ def prune_transformer(
                 "importance_data (preprocessed (x, y) batches) for importance='taylor', or importance='magnitude'",
                 importance_data=None,
             )
-        scores = importance_scores(
-            model,
-            importance_data,
-            method=importance,
-            batches=batches,
-            batch_size=batch_size,
-            loss=loss,
-            verbose=verbose,
-        )
-    plan = make_plan(architecture, scores, heads=heads, ffn=ffn, layers=layers)
-    return shrink(model, plan)
+        scores = score_with(model, architecture, importance_data, importance, batches, batch_size, loss, verbose)
+    return prune_with(model, architecture, scores, heads=heads, ffn=ffn, layers=layers)
+
+
+def check_scores(architecture, importance):
+    """Returns `importance` if it scores a model of this `Architecture`; raises otherwise."""
+    if (
+        tuple(len(s) for s in importance.heads) != architecture.num_heads
+        or tuple(len(s) for s in importance.ffn) != architecture.intermediate_dim
+    ):
+        raise expected_error("importance scores computed on this model", importance=str(importance).splitlines()[0])
+    return importance
+
+
+def prune_with(model, architecture, scores, heads=0.0, ffn=0.0, layers=None):
+    """The smaller model for the targets, keeping what `scores` (an `Importance`, or None) ranks highest.
+
+    `architecture` is `model`'s, read by the caller; the targets are as in `prune_transformer`.
+    """
+    return shrink_with(model, architecture, make_plan(architecture, scores, heads=heads, ffn=ffn, layers=layers))

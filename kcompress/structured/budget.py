@@ -7,8 +7,8 @@ import tempfile
 import tflite_export
 from kcompress._errors import check_int, expected_error
 from kcompress.structured import _model
-from kcompress.structured.api import prune_transformer
-from kcompress.structured.importance import Importance, importance_scores
+from kcompress.structured.api import check_scores, prune_with
+from kcompress.structured.importance import Importance, score_with
 from kcompress.structured.sensitivity import KINDS
 
 
@@ -52,9 +52,8 @@ def _options(table, architecture, layer, kind):
     return options
 
 
-def _greedy_states(model, table):
+def _greedy_states(model, architecture, table):
     """Every state of the greedy search: cheapest accuracy per parameter removed first."""
-    architecture = _model.architecture(model)
     per_unit = _unit_parameters(architecture)
     keys = [(layer, kind) for layer in range(architecture.num_layers) for kind in KINDS]
     options = {key: _options(table, architecture, *key) for key in keys}
@@ -88,12 +87,11 @@ def _greedy_states(model, table):
         states.append(state())
 
 
-def _latency(model, importance, state, input_shapes, mode, threads, runs):
-    pruned = prune_transformer(model, heads=list(state[0]), ffn=list(state[1]), importance=importance)
+def _latency(model, input_shapes, mode, threads, runs):
     with tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(tmp, "candidate.tflite")
-        tflite_export.convert(pruned, path, mode=mode, input_shapes=input_shapes)
-        return pruned, tflite_export.benchmark(path, threads=threads, runs=runs).median_ms
+        tflite_export.convert(model, path, mode=mode, input_shapes=input_shapes)
+        return model, tflite_export.benchmark(path, threads=threads, runs=runs).median_ms
 
 
 def prune_to_budget(
@@ -166,7 +164,8 @@ def prune_to_budget(
         raise expected_error(
             "input_shapes for a latency budget (the .tflite needs a fixed sequence length)", input_shapes=None
         )
-    states = _greedy_states(model, table)
+    architecture = _model.architecture(model)
+    states = _greedy_states(model, architecture, table)
     start = 0
     if max_params is not None:
         start = next((i for i, s in enumerate(states) if s[2] <= max_params), None)
@@ -176,24 +175,30 @@ def prune_to_budget(
                 f"to the sensitivity sweep, or drop layers with prune_transformer(layers=...))",
                 max_params=max_params,
             )
-    if not isinstance(importance, Importance):
-        importance = importance_scores(
-            model, importance_data, method=importance, batches=batches, batch_size=batch_size, verbose=verbose
-        )
+    if isinstance(importance, Importance):
+        check_scores(architecture, importance)
+    else:
+        importance = score_with(model, architecture, importance_data, importance, batches, batch_size, verbose=verbose)
+
+    def pruned(state):
+        return prune_with(model, architecture, importance, heads=list(state[0]), ffn=list(state[1]))
+
     if max_latency_ms is None:
         heads, ffn, parameters, drop = states[start]
-        pruned = prune_transformer(model, heads=list(heads), ffn=list(ffn), importance=importance)
-        return BudgetResult(heads, ffn, parameters, drop, model=pruned)
-    return _search_latency(model, importance, states, start, max_latency_ms, input_shapes, mode, threads, runs, verbose)
+        return BudgetResult(heads, ffn, parameters, drop, model=pruned(states[start]))
+    return _search_latency(pruned, states, start, max_latency_ms, input_shapes, mode, threads, runs, verbose)
 
 
-def _search_latency(model, importance, states, start, max_latency_ms, input_shapes, mode, threads, runs, verbose):
-    """Binary search along the greedy path for the first state under the latency budget."""
+def _search_latency(pruned, states, start, max_latency_ms, input_shapes, mode, threads, runs, verbose):
+    """Binary search along the greedy path for the first state under the latency budget.
+
+    ``pruned(state)`` builds the model of a state.
+    """
     measured = {}
 
     def measure(i):
         if i not in measured:
-            measured[i] = _latency(model, importance, states[i], input_shapes, mode, threads, runs)
+            measured[i] = _latency(pruned(states[i]), input_shapes, mode, threads, runs)
             if verbose:
                 print(f"candidate {i}: {states[i][2]:,} parameters, {measured[i][1]:.3f} ms", flush=True)
         return measured[i]
@@ -212,6 +217,6 @@ def _search_latency(model, importance, states, start, max_latency_ms, input_shap
             high = middle
         else:
             low = middle + 1
-    pruned, latency = measure(low)
+    model, latency = measure(low)
     heads, ffn, parameters, drop = states[low]
-    return BudgetResult(heads, ffn, parameters, drop, latency_ms=latency, model=pruned)
+    return BudgetResult(heads, ffn, parameters, drop, latency_ms=latency, model=model)

@@ -6,7 +6,7 @@ from keras import ops
 
 from kcompress._errors import check_int, expected_error
 from kcompress.structured import _model
-from kcompress.structured.importance import Importance, importance_scores
+from kcompress.structured.importance import Importance, score_with
 from kcompress.structured.masking import masks
 from kcompress.structured.plan import Plan, check_targets, top_units
 
@@ -96,8 +96,9 @@ class IterativeStructuredPruning(keras.callbacks.Callback):
         self._masks = []
 
     def _scores(self):
-        scores = importance_scores(
+        scores = score_with(
             self.model,
+            self._architecture,
             self.importance_data,
             method=self.importance,
             batches=self.batches,
@@ -132,7 +133,10 @@ class IterativeStructuredPruning(keras.callbacks.Callback):
             heads=tuple(top_units(s, n) for s, n in zip(scores.heads, head_counts)),
             ffn=tuple(top_units(s, n) for s, n in zip(scores.ffn, ffn_counts)),
         )
-        self._masks = [(variable, ops.convert_to_tensor(mask)) for variable, mask in masks(self.model, self.plan)]
+        self._masks = [
+            (variable, ops.convert_to_tensor(mask))
+            for variable, mask in masks(self.model, self._architecture, self.plan)
+        ]
         self._apply()
 
     def _apply(self):

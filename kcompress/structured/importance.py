@@ -38,7 +38,7 @@ class Importance:
         return "\n".join(lines)
 
 
-def _magnitude(model, **_):
+def _magnitude(model, architecture, **_):
     encoders = _model.encoders(model)
     return Importance(
         heads=tuple(heads.magnitude(_model.attention(e)) for e in encoders),
@@ -92,11 +92,10 @@ def _default_loss(model):
     return keras.losses.SparseCategoricalCrossentropy(from_logits=from_logits, reduction="sum")
 
 
-def _taylor(model, data=None, batches=4, batch_size=32, loss=None, verbose=1):
+def _taylor(model, architecture, data=None, batches=4, batch_size=32, loss=None, verbose=1):
     batches = check_int("batches", batches, minimum=1)
     found = _data.batches(data, "importance_data", batch_size=batch_size, count=batches)
     loss = loss if loss is not None else _default_loss(model)
-    architecture = _model.architecture(model)
     sums = {
         "heads": [np.zeros(n) for n in architecture.num_heads],
         "ffn": [np.zeros(n) for n in architecture.intermediate_dim],
@@ -169,7 +168,18 @@ def importance_scores(model, data=None, method="taylor", batches=4, batch_size=3
     >>> [s.shape for s in scores.heads], scores.ffn[0].shape, scores.examples
     ([(2,), (2,)], (16,), 8)
     """
-    if method not in METHODS:
-        raise expected_error(f"method in {tuple(METHODS)}", method=method)
-    _model.architecture(model)
-    return METHODS[method](model, data=data, batches=batches, batch_size=batch_size, loss=loss, verbose=verbose)
+    _method(method)  # Checked before the model, as the arguments come.
+    return score_with(model, _model.architecture(model), data, method, batches, batch_size, loss, verbose)
+
+
+def score_with(model, architecture, data=None, method="taylor", batches=4, batch_size=32, loss=None, verbose=1):
+    """`importance_scores` of a model whose `Architecture` the caller has read."""
+    return _method(method)(
+        model, architecture, data=data, batches=batches, batch_size=batch_size, loss=loss, verbose=verbose
+    )
+
+
+def _method(name):
+    if name not in METHODS:
+        raise expected_error(f"method in {tuple(METHODS)}", method=name)
+    return METHODS[name]

@@ -9,7 +9,7 @@ from kcompress._errors import expected_error
 from kcompress.structured import _model, ffn, heads
 
 
-def mask_values(model, plan):
+def mask_values(model, architecture, plan):
     """``[(variable, value)]`` pairs that silence what `plan` removes from `model`.
 
     A head is silenced by zeroing its slice of the attention output kernel,
@@ -17,12 +17,13 @@ def mask_values(model, plan):
     removing them computes. Layers cannot be dropped this way, so `plan`
     must keep every layer.
     """
-    return [(variable, ops.convert_to_numpy(variable.value) * mask) for variable, mask in masks(model, plan)]
+    return [
+        (variable, ops.convert_to_numpy(variable.value) * mask) for variable, mask in masks(model, architecture, plan)
+    ]
 
 
-def masks(model, plan):
+def masks(model, architecture, plan):
     """``[(variable, 0/1 array)]`` whose products silence what `plan` removes (see `mask_values`)."""
-    architecture = _model.architecture(model)
     if plan.layers != tuple(range(architecture.num_layers)):
         raise expected_error(
             f"a plan that keeps all {architecture.num_layers} layers to mask (layer dropping is only done by shrink)",
@@ -52,12 +53,18 @@ def masked(model, plan):
     >>> float(ops.sum(ops.abs(kernel[0]))) > 0
     True
     """
-    pairs = mask_values(model, plan)
+    with assigned(mask_values(model, _model.architecture(model), plan)):
+        yield model
+
+
+@contextlib.contextmanager
+def assigned(pairs):
+    """Assigns ``(variable, value)`` pairs while the context is open; restores the old values after."""
     saved = [(variable, ops.convert_to_numpy(variable.value)) for variable, _ in pairs]
     try:
         for variable, value in pairs:
             variable.assign(value)
-        yield model
+        yield
     finally:
         for variable, value in saved:
             variable.assign(value)
@@ -78,6 +85,6 @@ def mask_transformer(model, plan):
         The masked copy.
     """
     copy = _surgery.copy_layer(model)
-    for variable, value in mask_values(copy, plan):
+    for variable, value in mask_values(copy, _model.architecture(copy), plan):
         variable.assign(value)
     return copy

@@ -12,8 +12,8 @@ import tensorflow as tf
 from kcompress._atomic import write_atomic
 from kcompress._errors import check_fraction, check_int, expected_error
 from kcompress.structured import _data, _model
-from kcompress.structured.importance import Importance, importance_scores
-from kcompress.structured.masking import masked
+from kcompress.structured.importance import Importance, score_with
+from kcompress.structured.masking import assigned, mask_values
 from kcompress.structured.plan import Plan, top_units
 
 KINDS = ("heads", "ffn")
@@ -184,8 +184,9 @@ def sensitivity(
     architecture = _model.architecture(model)
     found = _data.batches(data, "data", batch_size=batch_size)
     if not isinstance(importance, Importance):
-        importance = importance_scores(
+        importance = score_with(
             model,
+            architecture,
             importance_data if importance_data is not None else data,
             method=importance,
             batches=batches,
@@ -207,7 +208,7 @@ def sensitivity(
             groups = list(getattr(full, kind))
             groups[layer] = top_units(scores, kept)
             plan = dataclasses.replace(full, **{kind: tuple(groups)})
-            with masked(model, plan):
+            with assigned(mask_values(model, architecture, plan)):
                 accuracy = _accuracy(forward, found)
             rows.append(
                 {

@@ -55,7 +55,11 @@ def shrink(model, plan):
     >>> small.num_heads, small.intermediate_dim, small.key_dim
     ([1], [3], 4)
     """
-    architecture = _model.architecture(model)
+    return shrink_with(model, _model.architecture(model), plan)
+
+
+def shrink_with(model, architecture, plan):
+    """`shrink` of a model whose `Architecture` the caller has read."""
     _check(plan, architecture)
     source = _model.backbone(model)
     target = PrunedBertBackbone(
