@@ -7,6 +7,7 @@ import numpy as np
 from keras import ops
 
 from kcompress._errors import expected_error
+from kcompress._layer_table import LayerTable
 from kcompress.clustering import tying
 from kcompress.quantization import fake_quant, fixed_ranges
 from kcompress.quantization.base import QuantizeBase
@@ -26,29 +27,23 @@ def _all_but_last(layer):
 
 _L = keras.layers
 # Layer class -> kernel axes that share one scale (all but the output channel).
-INPUT_AXES = {
-    _L.Dense: lambda layer: (0,),
-    _L.EinsumDense: _einsum_input_axes,
-    _L.Conv1D: _all_but_last,
-    _L.Conv2D: _all_but_last,
-    _L.DepthwiseConv2D: lambda layer: (0, 1),
-}
+INPUT_AXES = LayerTable(
+    {
+        _L.Dense: lambda layer: (0,),
+        _L.EinsumDense: _einsum_input_axes,
+        _L.Conv1D: _all_but_last,
+        _L.Conv2D: _all_but_last,
+        _L.DepthwiseConv2D: lambda layer: (0, 1),
+    }
+)
 
 # Activations TFLite fuses into FULLY_CONNECTED / CONV_2D: one range after them.
 _FUSED = (keras.activations.linear, keras.activations.relu, keras.activations.relu6)
 
 
-def _axes_rule(layer):
-    """The `INPUT_AXES` entry for `layer`'s class (or a base class), or None."""
-    for base in type(layer).__mro__:
-        if base in INPUT_AXES:
-            return INPUT_AXES[base]
-    return None
-
-
 def input_axes(layer):
     """The per-channel reduction axes of `layer`'s kernel, or None if it has none we know."""
-    rule = _axes_rule(layer)
+    rule = INPUT_AXES.lookup(type(layer))
     return None if rule is None else rule(layer)
 
 
@@ -114,9 +109,9 @@ class QuantizeKernel(QuantizeBase):
         **kwargs,
     ):
         super().__init__(layer, config, **kwargs)
-        if _axes_rule(layer) is None:  # By class: the layer may not be built yet.
+        if INPUT_AXES.lookup(type(layer)) is None:  # By class: the layer may not be built yet.
             raise expected_error(
-                f"a layer with a kernel ({', '.join(c.__name__ for c in INPUT_AXES)})",
+                f"a layer with a kernel ({INPUT_AXES.names()})",
                 layer=f"{layer.name} ({type(layer).__name__})",
             )
         self.quantize_output = bool(quantize_output)

@@ -41,14 +41,22 @@ def _unit_parameters(architecture):
 
 
 def _options(table, architecture, layer, kind):
-    """``[(kept, drop)]`` for one layer and kind, from no pruning to the most; drops made non-decreasing."""
+    """``[(kept, drop)]`` for one layer and kind, from no pruning to the most; drops made non-decreasing.
+
+    Each option keeps fewer units than the one before, so each step of the greedy search saves parameters.
+    """
     total = (architecture.num_heads if kind == "heads" else architecture.intermediate_dim)[layer]
     options, worst = [(total, 0.0)], 0.0
     for row in table.levels(layer, kind):
         if row["total"] != total:
             raise expected_error("a sensitivity table measured on this model", table_total=row["total"], total=total)
+        if row["kept"] >= total:
+            continue  # A level that removes nothing: no pruning costs nothing.
         worst = max(worst, row["drop"])
-        options.append((row["kept"], worst))
+        if row["kept"] == options[-1][0]:  # Two levels that keep as many units: one option, the worse drop.
+            options[-1] = (row["kept"], worst)
+        else:
+            options.append((row["kept"], worst))
     return options
 
 

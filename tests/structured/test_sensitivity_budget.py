@@ -108,6 +108,16 @@ def test_budget_takes_the_cheapest_drops_first(setup):
     assert result.heads == (4, 1) and result.predicted_drop == pytest.approx(0.01)
 
 
+def test_budget_with_two_levels_that_keep_as_many_heads():
+    model = tiny_classifier(num_heads=2)
+    x, y = inputs(32)
+    # 25% and 50% of 2 heads both keep 1 head: one option, not a zero-parameter step.
+    table = sensitivity(model, (x, y), levels=(0.25, 0.5), importance="magnitude", verbose=0)
+    scores = importance_scores(model, method="magnitude")
+    result = prune_to_budget(model, table, max_params=model.count_params() - 1, importance=scores, verbose=0)
+    assert result.model.count_params() < model.count_params()
+
+
 def test_budget_too_small_is_a_clear_error(setup):
     model, data, scores = setup
     table = sensitivity(model, data, levels=[0.5], importance=scores, verbose=0)
