@@ -32,6 +32,8 @@ def fresh_copy(layer):
     try:
         with without_swaps(layer):
             config = keras.saving.serialize_keras_object(layer)
+        if _compiles_only_itself(layer):
+            config.pop("compile_config", None)  # Keras would warn that it can't, and compile nothing.
         new = keras.saving.deserialize_keras_object(config)
     except Exception as error:
         raise ValueError(
@@ -45,6 +47,16 @@ def fresh_copy(layer):
         if build_config:
             new.build_from_config(build_config)
     return new
+
+
+def _compiles_only_itself(model):
+    """Whether `model` has its own `compile` (a keras-hub task) that Keras can't call from a config."""
+    cls = type(model)
+    return (
+        isinstance(model, keras.Model)
+        and cls.compile is not keras.Model.compile
+        and cls.compile_from_config is keras.Model.compile_from_config
+    )
 
 
 def _copy_assets(source, target):

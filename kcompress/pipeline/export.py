@@ -7,7 +7,7 @@ import numpy as np
 
 import tflite_export
 from kcompress._atomic import write_atomic
-from kcompress.pipeline.measure import file_sizes, input_shapes
+from kcompress.pipeline.measure import file_sizes, input_shapes, weight_count
 from kcompress.quantization import quantization_wrappers
 from tflite_export._runner import Runner
 
@@ -62,7 +62,7 @@ def run_export(context, model, directory):
         "stage": "export",
         "file": name,
         "mode": settings.mode,
-        "params": int(model.count_params()),
+        "params": weight_count(model),
         "size_mb": raw / 1e6,
         "gzip_mb": gzipped / 1e6,
         "accuracy": accuracy,

@@ -33,6 +33,36 @@ def file_sizes(directory, names=None):
     return raw, gzipped
 
 
+def weight_count(model):
+    """Number of values in the model's weights: kernels, biases, embeddings, norms.
+
+    The state kcompress's wrappers keep beside a layer's weights (quantizer
+    ranges, pruning and sparsity masks, steps, cluster centroids) is left
+    out, so a model under QAT or pruning counts what the float model it
+    wraps counts.
+
+    Example:
+
+    >>> import keras
+    >>> model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+    >>> weight_count(model)
+    8
+    """
+    from kcompress import _surgery
+    from kcompress.clustering.wrapper import ClusterWeights
+    from kcompress.pruning.wrapper import PruneLowMagnitude
+    from kcompress.quantization.base import ConfiguredWrapper
+
+    kinds = (ConfiguredWrapper, PruneLowMagnitude, ClusterWeights)
+    wrappers = _surgery.find_layers(model, lambda layer: isinstance(layer, kinds))
+    state = set()
+    for wrapper in wrappers:
+        inner = {id(v) for v in wrapper.layer.weights}
+        state.update(id(v) for v in wrapper.weights if id(v) not in inner)
+    weights = {id(v): v for v in model.weights if id(v) not in state}
+    return sum(int(np.prod(v.shape)) for v in weights.values())
+
+
 def accuracy(model, x, y, batch_size=64):
     """Keras test accuracy of a logits model on token arrays."""
     predictions = model.predict(x, batch_size=batch_size, verbose=0)
@@ -62,7 +92,7 @@ def keras_row(name, model, directory, context, seconds):
     settings = context.config.export
     row = {
         "stage": name,
-        "params": int(model.count_params()),
+        "params": weight_count(model),
         "accuracy": accuracy(model, data.x_test, data.y_test),
         "seconds": seconds,
     }

@@ -10,6 +10,7 @@ import os
 
 import keras
 import numpy as np
+import tensorflow as tf
 
 from kcompress import distillation, pruning, quantization
 from kcompress._errors import expected_error
@@ -45,24 +46,38 @@ class Stage:
 
 
 def _save_keras(model, directory, context):
-    """Saves the model with the run's preprocessor, so the file also takes raw texts."""
+    """Saves the model with the run's preprocessor, so the file also takes raw texts.
+
+    The optimizer is saved fresh (no moments): each stage trains with an
+    optimizer of its own, and a keras-hub task, which compiles itself when
+    loaded, warns about a saved optimizer of another size.
+    """
+    optimizer = getattr(model, "optimizer", None)
     model.preprocessor = context.preprocessor
+    if optimizer is not None:
+        with context.scope():
+            model.optimizer = type(optimizer).from_config(optimizer.get_config())
     try:
         model.save(os.path.join(directory, "model.keras"))
     finally:
         model.preprocessor = None
+        model.optimizer = optimizer
+
+
+def _load(directory, context):
+    """The stage's saved model, uncompiled (every stage compiles what it trains)."""
+    with context.scope():
+        return keras.models.load_model(os.path.join(directory, "model.keras"), compile=False)
 
 
 def _load_keras(directory, context, previous):
-    with context.scope():
-        model = keras.models.load_model(os.path.join(directory, "model.keras"))
+    model = _load(directory, context)
     model.preprocessor = None  # Stages train and measure on token ids.
     return model
 
 
 def _load_teacher(directory, context, previous):
-    with context.scope():
-        model = keras.models.load_model(os.path.join(directory, "model.keras"))
+    model = _load(directory, context)
     context.prepare_tokens(model)
     return model
 
@@ -78,15 +93,19 @@ def compile_classifier(model, learning_rate):
 
 
 def _fit(context, model, settings, **kwargs):
+    """Trains on the training tokens, reshuffled every epoch.
+
+    Through a shuffled `tf.data.Dataset`: a keras-hub task batches arrays
+    into a dataset of its own in their order (and warns that ``shuffle=True``
+    is ignored).
+    """
     data = context.tokens
-    return model.fit(
-        data.x_train,
-        data.y_train,
-        batch_size=settings.batch_size,
-        epochs=settings.epochs,
-        verbose=context.fit_verbose,
-        **kwargs,
+    dataset = (
+        tf.data.Dataset.from_tensor_slices((data.x_train, data.y_train))
+        .shuffle(len(data.y_train), seed=context.config.seed, reshuffle_each_iteration=True)
+        .batch(settings.batch_size)
     )
+    return model.fit(dataset, epochs=settings.epochs, shuffle=False, verbose=context.fit_verbose, **kwargs)
 
 
 def run_teacher(context, model):
@@ -97,7 +116,7 @@ def run_teacher(context, model):
         if config.model == "minilm":
             model = load_minilm_classifier(num_classes=num_classes, sequence_length=config.sequence_length)
         else:
-            model = keras.models.load_model(config.model)
+            model = keras.models.load_model(config.model, compile=False)  # Compiled below to train.
             _check_outputs(model, num_classes, config)
     context.prepare_tokens(model)  # Detaches the preprocessor: every stage trains on token ids.
     if config.teacher.epochs:

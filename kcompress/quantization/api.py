@@ -169,7 +169,8 @@ def _reads_a_view_of_a_quantized_tensor(layer):
     node = operation._inbound_nodes[node_index]
     if node.is_input:
         return False
-    zeros = {id(t): keras.ops.zeros([1 if d is None else d for d in t.shape], t.dtype) for t in node.input_tensors}
+    # Unknown sizes are 2, not 1: attention over one position warns of a softmax over a size-1 axis.
+    zeros = {id(t): keras.ops.zeros([2 if d is None else d for d in t.shape], t.dtype) for t in node.input_tensors}
     args, kwargs = node.arguments.fill_in(zeros)
     outputs = keras.tree.flatten(operation(*args, **kwargs))
     return fake_quant.is_marked(outputs[tensor_index])

@@ -43,7 +43,7 @@ def test_measurements_are_consistent(finished):
     _, result = finished
     teacher, distill, prune, qat, export = result.rows
     assert distill["params"] < teacher["params"]  # One layer of two.
-    assert prune["params"] == distill["params"]
+    assert prune["params"] == distill["params"] == qat["params"] == export["params"]  # Not the QAT ranges and masks.
     for row in (teacher, distill, prune, export):
         assert 0.0 <= row["accuracy"] <= 1.0 and row["size_mb"] > 0 and row["gzip_mb"] <= row["size_mb"]
     assert qat["latency_ms"] is None and qat["size_mb"] is None and export["latency_ms"] > 0
