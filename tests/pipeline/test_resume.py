@@ -1,4 +1,8 @@
-"""Kill a pipeline run midway; the next run finishes it without redoing finished stages."""
+"""Kill a pipeline run midway; the next run finishes it without redoing finished stages.
+
+Large: a second process runs the pipeline until it is killed, then this one finishes it. Resuming from
+finished stages is in the default suite through test_run.py (a second run, changed settings).
+"""
 
 import json
 import os
@@ -6,6 +10,8 @@ import signal
 import subprocess
 import sys
 import time
+
+import pytest
 
 from kcompress.pipeline import run_pipeline
 from tests.pipeline.conftest import tiny_config
@@ -16,6 +22,7 @@ _RUN = (
 )
 
 
+@pytest.mark.large
 def test_killed_run_resumes_from_its_finished_stages(tmp_path):
     config = tiny_config(tmp_path)
     config_path = tmp_path / "config.json"
