@@ -108,4 +108,7 @@ def kmeans(values, number_of_clusters, init="kmeans++", iterations=10, seed=0):
             break
         centroids = updated
     assignments = assign(flat, centroids).reshape(values.shape).astype(np.int32)
-    return centroids.astype(np.float32), assignments
+    centroids = centroids.astype(np.float32)
+    # TensorFlow and XNNPACK flush float32 subnormals to zero: a centroid is one of the values they compute with.
+    centroids[np.abs(centroids) < np.finfo(np.float32).tiny] = 0.0
+    return centroids, assignments
