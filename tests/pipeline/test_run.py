@@ -1,6 +1,7 @@
 import dataclasses
 import json
 import os
+import shutil
 
 import numpy as np
 import pytest
@@ -18,6 +19,11 @@ def finished(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("pipeline")
     config = tiny_config(tmp)
     return config, run_pipeline(config, tmp / "run", verbose=0)
+
+
+def _copy_of(result, tmp_path):
+    """A copy of the module's finished run folder, for a test that reruns stages in it."""
+    return shutil.copytree(result.out, tmp_path / "run")
 
 
 def test_every_stage_writes_its_folder_and_the_report(finished):
@@ -81,19 +87,19 @@ def test_a_second_run_resumes_everything_without_rewriting(finished):
         assert os.stat(os.path.join(result.out, name, "stage.json")).st_mtime_ns == stamp
 
 
-def test_changed_settings_rerun_that_stage_and_later_ones(finished, capsys):
+def test_changed_settings_rerun_that_stage_and_later_ones(finished, capsys, tmp_path):
     config, result = finished
     changed = dataclasses.replace(config, prune=dataclasses.replace(config.prune, sparsity=0.75))
-    again = run_pipeline(changed, result.out, verbose=1)
+    again = run_pipeline(changed, _copy_of(result, tmp_path), verbose=1)
     assert again.resumed == ("teacher", "distill")
     assert "[3/5] prune\n" in capsys.readouterr().out
-    run_pipeline(config, result.out, verbose=0)  # Back to the module's settings for other tests.
 
 
-def test_export_for_cpu_reruns_the_export_stage_only(finished):
+def test_export_for_cpu_reruns_the_export_stage_only(finished, tmp_path):
     config, result = finished
     cpu = dataclasses.replace(config, export=dataclasses.replace(config.export, float_ops=("SOFTMAX", "GELU")))
-    again = run_pipeline(cpu, result.out, verbose=0)
+    out = _copy_of(result, tmp_path)
+    again = run_pipeline(cpu, out, verbose=0)
     assert again.resumed == ("teacher", "distill", "prune", "qat")
     export = again.rows[-1]
     assert export["float_ops"] == {"GELU": 1, "SOFTMAX": 1}  # The 1-layer student.
@@ -101,24 +107,24 @@ def test_export_for_cpu_reruns_the_export_stage_only(finished):
     assert export["agreement_with_keras"] >= 0.8
     # The Edge TPU report now finds float32 tensors, which the full-int8 file has none of.
     assert "float32" in export["edgetpu_verdict"] and "float32" not in result.rows[-1]["edgetpu_verdict"]
-    assert export["edgetpu_verdict"] in open(os.path.join(result.out, "05_export", "edgetpu.txt")).read()
-    run_pipeline(config, result.out, verbose=0)  # Back to the module's settings for other tests.
+    assert export["edgetpu_verdict"] in open(os.path.join(out, "05_export", "edgetpu.txt")).read()
 
 
-def test_folders_of_an_older_qat_format_are_redone(finished):
+def test_folders_of_an_older_qat_format_are_redone(finished, tmp_path):
     # A run folder written before the QAT stage's format 2 holds a model.keras whose wrappers have
     # range variables this version's do not: it is redone rather than failing to load.
     config, result = finished
+    out = _copy_of(result, tmp_path)
     for name, sections in (("04_qat", STAGE_SECTIONS[:4]), ("05_export", STAGE_SECTIONS)):
-        path = os.path.join(result.out, name, "stage.json")
+        path = os.path.join(out, name, "stage.json")
         done = json.loads(open(path).read())
         assert done["fingerprint"] == config.fingerprint(*sections) + "-qat2"
         done["fingerprint"] = config.fingerprint(*sections)  # What the earlier version wrote.
         with open(path, "w") as f:
             json.dump(done, f)
-    again = run_pipeline(config, result.out, verbose=0)
+    again = run_pipeline(config, out, verbose=0)
     assert again.resumed == ("teacher", "distill", "prune")
-    assert run_pipeline(config, result.out, verbose=0).resumed == ("teacher", "distill", "prune", "qat", "export")
+    assert run_pipeline(config, out, verbose=0).resumed == ("teacher", "distill", "prune", "qat", "export")
 
 
 def test_skipped_stages_pass_the_model_through(tmp_path):
