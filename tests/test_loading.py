@@ -144,6 +144,19 @@ def test_loads_after_import_kcompress_alone(saved, loaded, kind):
     assert result["max_diff"] <= 1e-5, f"{kind}: outputs differ from the saved model's by {result['max_diff']}"
 
 
+def test_loads_when_a_subpackage_is_imported_first(saved, tmp_path):
+    """The risky order: keras is first imported from inside a half-imported kcompress subpackage."""
+    folder, classes = saved
+    kinds = ["pruning_keras_hub", "clustering", "distiller"]  # Classes of other subpackages than the first.
+    loader = _LOADER.replace("import kcompress\n", "import kcompress.quantization\n", 1)
+    command = [sys.executable, "-c", loader, str(folder), *kinds]
+    done = subprocess.run(command, capture_output=True, text=True, env=_fresh_env(), cwd=tmp_path, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    report = json.loads(done.stdout.strip().splitlines()[-1])
+    for kind in kinds:
+        assert report[kind].get("class") == classes[kind], f"{kind}: {report[kind]}"
+
+
 def test_cli_exports_an_unstripped_pruned_model(saved, tmp_path):
     folder, _ = saved
     out = tmp_path / "pruned.tflite"
