@@ -8,22 +8,22 @@ TF- and ONNX-safe and unique.
 
 import re
 
-import keras
-import numpy as np
 import tensorflow as tf
 
-from kcompress._errors import expected_error
+from tflite_export import _signature as _signatures
 
 
 def signature(model, input_signature, check_data, batch_size):
     """Returns the named `tf.TensorSpec` structure the graph is traced with.
 
-    Taken from `input_signature` if given, else from ``model.inputs`` (batch
-    dimension set to `batch_size`), else from the shapes and dtypes of
-    `check_data` (float64 arrays become ``keras.backend.floatx()``).
+    Taken from `input_signature` if given (as `tflite_export._signature.checked`
+    takes it), else from ``model.inputs`` (batch dimension set to
+    `batch_size`), else from the shapes and dtypes of `check_data` (float64
+    arrays become ``keras.backend.floatx()``); see `tflite_export._signature`.
 
     Example:
 
+    >>> import keras
     >>> model = keras.Sequential([keras.Input((4,), name="x"), keras.layers.Dense(2)])
     >>> signature(model, None, None, batch_size=1)
     TensorSpec(shape=(1, 4), dtype=tf.float32, name='x')
@@ -32,48 +32,27 @@ def signature(model, input_signature, check_data, batch_size):
     'padding_mask'
     """
     if input_signature is not None:
-        if isinstance(input_signature, (list, tuple, dict)):
-            flat = tf.nest.flatten(input_signature)
-        else:
-            flat = [input_signature]
-        if not flat or not all(isinstance(spec, tf.TensorSpec) for spec in flat):
-            raise expected_error(
-                "input_signature to be a tf.TensorSpec or a list / dict of them", input_signature=input_signature
-            )
+        input_signature = _signatures.checked(input_signature)
         hints = _structure_hints(input_signature, lambda i, spec: spec.name or f"input_{i}")
         return _name_specs(input_signature, hints)
 
-    structure = _model_inputs(model)
+    structure = _signatures.model_inputs(model)
     if structure is not None:
+        count = len(tf.nest.flatten(structure))
 
         def spec(tensor):
             return tf.TensorSpec((batch_size, *tensor.shape[1:]), tensor.dtype)
 
         def hint(i, tensor):
-            name = getattr(tensor, "name", None) or ""
-            if re.fullmatch(r"keras_tensor(_\d+)?", name):  # Keras' automatic name says nothing.
-                return "input" if len(tf.nest.flatten(structure)) == 1 else f"input_{i}"
-            return name
+            return _signatures.tensor_name(tensor, i, count)
 
         return _name_specs(tf.nest.map_structure(spec, structure), _structure_hints(structure, hint))
 
     if check_data is not None:
-
-        def spec(array):
-            array = np.asarray(array)
-            dtype = keras.backend.floatx() if array.dtype == np.float64 else array.dtype  # NumPy's default float.
-            return tf.TensorSpec((batch_size, *array.shape[1:]), dtype)
-
-        if isinstance(check_data, tuple):
-            check_data = list(check_data)
-        structure = tf.nest.map_structure(spec, check_data)
+        structure = _signatures.from_data(check_data, batch_size)
         return _name_specs(structure, _structure_hints(structure, lambda i, _: f"input_{i}"))
 
-    raise expected_error(
-        "input_signature or check_data for a model without `inputs` (e.g. a subclassed model)",
-        input_signature=None,
-        check_data=None,
-    )
+    raise _signatures.missing_error(model, "check_data")
 
 
 def output_names(model, outputs):
@@ -129,14 +108,3 @@ def _structure_hints(structure, default):
     if isinstance(structure, dict):
         return [str(key) for key in sorted(structure)]  # tf.nest flattens dicts by sorted key.
     return [default(i, item) for i, item in enumerate(tf.nest.flatten(structure))]
-
-
-def _model_inputs(model):
-    """The model's input structure of KerasTensors, or `None` for subclassed models."""
-    try:
-        structure = model.input  # Keeps dicts as dicts; fails for never-called Sequential.
-    except (AttributeError, ValueError):
-        structure = getattr(model, "inputs", None)
-        if structure is not None and len(structure) == 1:
-            structure = structure[0]
-    return structure

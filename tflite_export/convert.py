@@ -10,6 +10,7 @@ import tensorflow as tf
 from kcompress import quantization
 from kcompress._errors import check_int, expected_error
 from tflite_export import _files
+from tflite_export import _signature as _signatures
 from tflite_export.float_ops import check_float_ops, run_in_float
 from tflite_export.inspect import describe
 
@@ -52,18 +53,8 @@ class Conversion:
         )
 
 
-def _signature(model, batch_size, example, input_shapes=None):
-    """Static `tf.TensorSpec`s for the model inputs (dict or list)."""
-    inputs = model.input if isinstance(getattr(model, "input", None), dict) else None
-    if inputs is None:
-        try:
-            inputs = model.inputs
-        except (AttributeError, ValueError):
-            inputs = None
-    if not inputs:
-        raise expected_error(
-            "a model with known inputs (a functional, Sequential or keras-hub model)", model=model.name
-        )
+def _signature(template, batch_size, example, input_shapes=None):
+    """Static `tf.TensorSpec`s (a spec, a list or a dict of them) from the `template` `_template` returns."""
 
     def spec(name, tensor, sample):
         shape = [batch_size] + list(tensor.shape[1:])
@@ -85,17 +76,44 @@ def _signature(model, batch_size, example, input_shapes=None):
             shape = [batch_size] + list(np.shape(sample)[1:])
         return tf.TensorSpec(shape, tf.as_dtype(keras.backend.standardize_dtype(tensor.dtype)), name=name)
 
+    inputs = template
     if isinstance(inputs, dict):
         sample = example if isinstance(example, dict) else {}
         return {name: spec(name, tensor, sample.get(name)) for name, tensor in inputs.items()}
+    inputs = inputs if isinstance(inputs, list) else [inputs]
     samples = example if isinstance(example, (list, tuple)) else [example] * len(inputs)
-    names = [getattr(t, "name", f"input_{i}") or f"input_{i}" for i, t in enumerate(inputs)]
+    default = ["input"] if len(inputs) == 1 else [f"input_{i}" for i in range(len(inputs))]
+    names = [getattr(t, "name", None) or default[i] for i, t in enumerate(inputs)]
     specs = [spec(n, t, s) for n, t, s in zip(names, inputs, samples)]
     return specs[0] if len(specs) == 1 else specs
 
 
-def _examples(data, batch_size, steps):
-    """Representative data as a list of batches of `batch_size` rows."""
+def _template(model, input_signature, example, batch_size):
+    """What the signature is made from: `input_signature`, else the model inputs, else one batch of data."""
+    if input_signature is not None:
+        template = _signatures.checked(input_signature)
+        for spec in tf.nest.flatten(template):
+            if spec.shape.rank is None or spec.shape.rank == 0 or spec.shape[0] not in (None, batch_size):
+                raise expected_error(
+                    f"input_signature specs with a batch axis of None or batch_size={batch_size}",
+                    input_signature=input_signature,
+                )
+        if isinstance(template, dict):  # Named by their keys, as the model reads them.
+            template = {key: tf.TensorSpec(s.shape, s.dtype, name=key) for key, s in template.items()}
+        return template
+    template = _signatures.model_inputs(model)
+    if template is not None:
+        return template
+    if example is None:
+        raise _signatures.missing_error(model, "representative_data")
+    return _signatures.from_data(example, None)
+
+
+def _examples(data, batch_size, steps, several_inputs=False):
+    """Representative data as a list of batches of `batch_size` rows.
+
+    With `several_inputs` (not `False`), a list of arrays holds one array per input.
+    """
     if data is None:
         return []
     if isinstance(data, tf.data.Dataset):
@@ -112,12 +130,24 @@ def _examples(data, batch_size, steps):
         return [{k: np.asarray(v)[i : i + batch_size] for k, v in data.items()} for i in range(0, n, batch_size)][
             :steps
         ]
+    if several_inputs is not False and isinstance(data, list) and len(data) > 1 and all(_is_array(v) for v in data):
+        rows = {len(v) if np.ndim(v) else None for v in data}
+        if len(rows) != 1 or None in rows:
+            raise expected_error("representative_data arrays with the same number of rows", representative_data=rows)
+        n = rows.pop()
+        return [[np.asarray(v)[i : i + batch_size] for v in data] for i in range(0, n - batch_size + 1, batch_size)][
+            :steps
+        ]
     if isinstance(data, (list, tuple)) and data and isinstance(data[0], (list, tuple)):
         return [list(item) for item in data][:steps]
     array = np.asarray(data)
     if array.ndim == 0:
         raise expected_error("representative_data with a batch axis", representative_data=array.shape)
     return [array[i : i + batch_size] for i in range(0, len(array) - batch_size + 1, batch_size)][:steps]
+
+
+def _is_array(value):
+    return isinstance(value, np.ndarray) or tf.is_tensor(value) or keras.ops.is_tensor(value)
 
 
 def _check_example(signature, example):
@@ -168,6 +198,7 @@ def convert(
     allow_float_ops=False,
     input_shapes=None,
     float_ops=(),
+    input_signature=None,
 ):
     """Converts a Keras model to a `.tflite` file and describes the result.
 
@@ -185,16 +216,23 @@ def convert(
 
     The signature is static (batch `batch_size`, fixed sequence length),
     as phones and the Edge TPU need; unknown dimensions (a keras-hub
-    model's sequence length) are read from `representative_data`. The file
-    is written atomically: on any error no file is left behind.
+    model's sequence length) are read from `representative_data`. It is
+    taken from `input_signature` if given, else from the model's inputs,
+    else (a subclassed model has none) from the shapes and dtypes of the
+    first batch of `representative_data`. The graph is
+    ``model(inputs, training=False)`` with `inputs` structured like the
+    signature (a tensor, a list or a dict). The file is written
+    atomically: on any error no file is left behind.
 
     Args:
         model: A Keras 3 model: Sequential, functional, keras-hub (dict
-            inputs), or one returned by `kcompress.quantization.quantize_model`.
+            inputs), subclassed (called once, so built), or one returned by
+            `kcompress.quantization.quantize_model`.
         path: Output `.tflite` path; its directory must exist.
         mode: One of `MODES`.
         representative_data: Inputs for calibration and for static shapes:
-            an array, a dict of arrays, ``(x, y)``, or a `tf.data.Dataset`.
+            an array, a dict of arrays, a list of arrays (one per input, for
+            a model with several inputs), ``(x, y)``, or a `tf.data.Dataset`.
         batch_size: Static batch size of the signature.
         calibration_steps: Batches of `representative_data` to calibrate on.
         allow_float_ops: For ``int8``, write the file even if some ops
@@ -212,6 +250,13 @@ def convert(
             with the same int8 tensors around them. The file is then not
             full integer (not for an Edge TPU). The full-int8 check runs
             before this rewrite.
+        input_signature: The inputs, as ``model.export(input_signature=...)``
+            takes them: a `tf.TensorSpec` or `keras.InputSpec`, or a list
+            (several inputs) or dict (named inputs) of them, e.g.
+            ``tf.TensorSpec((None, 16), tf.float32)``. The batch axis is
+            `batch_size` (given as `None` or as `batch_size`); other unknown
+            dimensions come from `input_shapes` or `representative_data`.
+            Default: the model's inputs, else `representative_data`.
 
     Returns:
         A `Conversion`.
@@ -247,13 +292,16 @@ def convert(
         # Float modes of a quantization-aware model: its int8-rounded weights, no fake-quant ops.
         model, aware = quantization.strip_quantization(model), False
 
-    examples = _examples(representative_data, batch_size, calibration_steps)
+    several = _signatures.several_inputs(model, input_signature)
+    examples = _examples(representative_data, batch_size, calibration_steps, several)
     if representative_data is not None and not examples:
         raise expected_error(
             f"representative_data with at least batch_size={batch_size} rows",
             representative_data=type(representative_data).__name__,
         )
-    signature = _signature(model, batch_size, examples[0] if examples else None, input_shapes)
+    example = examples[0] if examples else None
+    template = _template(model, input_signature, example, batch_size)
+    signature = _signature(template, batch_size, example, input_shapes)
     examples = [_check_example(signature, e) for e in examples]
 
     with tempfile.TemporaryDirectory() as tmp, quantization.quantizers.exporting():

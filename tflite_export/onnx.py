@@ -2,7 +2,7 @@
 
 `tf2onnx.convert.from_keras` only understands `tf_keras` models, so `to_onnx`
 traces ``model(inputs, training=False)`` in a `tf.function` with a static
-signature taken from ``model.inputs`` and converts that with
+signature (`tflite_export._signature`: ``model.inputs``, an ``input_signature`` or the check data) and converts it with
 `tf2onnx.convert.from_function`; Keras variables are frozen into constants.
 
 Quantization-aware models: every per-tensor
@@ -115,10 +115,12 @@ def to_onnx(
     Args:
         model: A built Keras 3 model (Sequential, functional, subclassed, keras-hub).
         path: Where to write, ending in ``.onnx``; its directory must exist.
-        input_signature: A `tf.TensorSpec`, or a list / dict of them, matching
-            what ``model(...)`` takes. Defaults to ``model.inputs`` with the batch
-            dimension set to `batch_size`; a subclassed model without ``inputs``
-            needs this or `check_data`.
+        input_signature: A `tf.TensorSpec` or `keras.InputSpec`, or a list /
+            dict of them, matching what ``model(...)`` takes (as
+            `tflite_export.convert` takes it). Defaults to ``model.inputs`` with
+            the batch dimension set to `batch_size`; a subclassed model without
+            ``inputs`` needs this or `check_data` (whose shapes and dtypes are
+            then used), else a `ValueError` says so.
         opset: ONNX opset, 13 to 18.
         check_data: Inputs for the parity check: an array, or a list / dict of
             arrays shaped like the model inputs with any number of rows. `None`

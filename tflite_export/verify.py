@@ -13,6 +13,7 @@ import numpy as np
 import tensorflow as tf
 
 from kcompress._errors import check_int, expected_error
+from tflite_export import _signature as _signatures
 from tflite_export._runner import Runner
 
 _KERAS_CHUNK = 64
@@ -65,8 +66,10 @@ def verify(model, path, data, max_examples=None, num_threads=1):
         model: The Keras model that was converted (dict inputs are fine).
         path: Path to the `.tflite` file, or its bytes.
         data: Inputs: a NumPy array, a dict of arrays keyed by input name, a
-            tuple ``(x, y)`` or ``(x, y, sample_weight)`` whose `x` is used,
-            or a `tf.data.Dataset` yielding `x` or ``(x, y)`` batches.
+            list of arrays (one per input, for a `.tflite` with several
+            inputs, in the order `convert` got them), a tuple ``(x, y)`` or
+            ``(x, y, sample_weight)`` whose `x` is used, or a
+            `tf.data.Dataset` yielding `x` or ``(x, y)`` batches.
         max_examples: Compare at most this many examples (all by default).
         num_threads: LiteRT interpreter threads.
 
@@ -87,11 +90,11 @@ def verify(model, path, data, max_examples=None, num_threads=1):
         raise expected_error("a Keras model", model=type(model).__name__)
     if max_examples is not None:
         max_examples = check_int("max_examples", max_examples, minimum=1)
-    x = _features(data, max_examples)
     runner = Runner(path, num_threads=num_threads)
     if len(runner.output_names) != 1:
         raise expected_error("a .tflite with one output", outputs=runner.output_names)
-    lite = next(iter(runner.run_batch(x, max_examples=max_examples).values()))
+    x = _features(data, max_examples, len(runner.input_names))
+    lite = next(iter(runner.run_batch(_by_name(model, x, runner), max_examples=max_examples).values()))
     n = len(lite.value)
     reference = _keras_outputs(model, x, n)
     actual = np.asarray(lite.value, np.float64)
@@ -112,14 +115,21 @@ def verify(model, path, data, max_examples=None, num_threads=1):
     )
 
 
-def _features(data, max_examples):
-    """`data` as an array or a dict of arrays holding the model inputs."""
+def _features(data, max_examples, inputs=1):
+    """`data` as an array, a list (one per input) or a dict of arrays holding the model inputs."""
     if isinstance(data, tf.data.Dataset):
         data = _from_dataset(data, max_examples)
+    elif _one_per_input(data, inputs):
+        features = [np.asarray(value) for value in data]
+        if any(a.ndim == 0 or len(a) == 0 for a in features):
+            raise expected_error("non-empty data with examples on the first axis", shapes=_shapes(features))
+        return features
     elif isinstance(data, (tuple, list)):
         if not 1 <= len(data) <= 3:
             raise expected_error("a tuple (x,), (x, y) or (x, y, sample_weight)", data=f"tuple of {len(data)}")
         data = data[0]
+    if _one_per_input(data, inputs):
+        return _features(data, None, inputs)
     if isinstance(data, dict):
         features = {name: np.asarray(value) for name, value in data.items()}
     else:
@@ -128,6 +138,29 @@ def _features(data, max_examples):
     if any(a.ndim == 0 or len(a) == 0 for a in arrays) or not arrays:
         raise expected_error("non-empty data with examples on the first axis", shapes=_shapes(features))
     return features
+
+
+def _one_per_input(data, inputs):
+    """Whether `data` is a list of arrays, one per input of a `.tflite` with several inputs."""
+    return (
+        inputs > 1
+        and isinstance(data, list)
+        and len(data) == inputs
+        and all(isinstance(v, np.ndarray) or tf.is_tensor(v) or keras.ops.is_tensor(v) for v in data)
+    )
+
+
+def _by_name(model, x, runner):
+    """A list of arrays as ``{.tflite input name: array}``, named as `convert` named the model's inputs."""
+    if not isinstance(x, list):
+        return x
+    names = _signatures.input_names(model, len(x))
+    if sorted(names) != sorted(runner.input_names):
+        raise expected_error(
+            f"a dict keyed by the .tflite input names {runner.input_names} (the list's names {names} do not match)",
+            data=f"list of {len(x)} arrays",
+        )
+    return dict(zip(names, x))
 
 
 def _from_dataset(dataset, max_examples):
@@ -165,6 +198,8 @@ def _keras_outputs(model, x, n):
 
 
 def _rows(x, start, stop):
+    if isinstance(x, list):
+        return [v[start:stop] for v in x]
     return {k: v[start:stop] for k, v in x.items()} if isinstance(x, dict) else x[start:stop]
 
 
@@ -179,6 +214,8 @@ def _agreement(reference, actual):
 
 
 def _shapes(features):
+    if isinstance(features, list):
+        return [tuple(np.shape(v)) for v in features]
     if isinstance(features, dict):
         return {name: tuple(np.shape(v)) for name, v in features.items()}
     return tuple(np.shape(features))

@@ -6,6 +6,9 @@
   padding mask, cast to the model's input dtypes.
 - Any other model: every column but ``label`` must be numeric; the rows are
   the features, reshaped to the (single) model input's shape when it is static.
+  A model without known inputs (subclassed) gets the rows as they are, as
+  ``keras.backend.floatx()``: `tflite_export.convert` reads its input shape
+  and dtype from them.
 """
 
 import csv
@@ -83,7 +86,7 @@ def _tokenized(flag, model, preprocessor, columns):
         tokens = tokens[0]
     dtypes = input_dtypes(model)
     if not isinstance(tokens, dict):
-        return np.asarray(tokens).astype(next(iter(dtypes.values())))
+        return np.asarray(tokens).astype(next(iter(dtypes.values()), "int32"))
     return {name: np.asarray(value).astype(dtypes.get(name, "int32")) for name, value in tokens.items()}
 
 
@@ -107,6 +110,10 @@ def _numeric(flag, model, columns):
             ) from None
     features = np.asarray(values, np.float64).T
     inputs = [tensor for _, tensor in named_inputs(model)]
+    if not inputs:  # A subclassed model: the rows are its one input, in Keras' float dtype.
+        import keras
+
+        return features.astype(keras.backend.floatx())
     if len(inputs) != 1:
         raise UsageError(str(expected_error(f"a model with one input for a numeric {flag}", inputs=len(inputs))))
     shape = tuple(inputs[0].shape[1:])

@@ -70,8 +70,8 @@ def input_shapes(model, sequence_length):
 def named_inputs(model):
     """``[(name, KerasTensor)]`` of the model's inputs (dict inputs keep their keys).
 
-    Raises:
-        UsageError: The model has no known inputs (a subclassed model never called).
+    Empty for a model without known inputs (a subclassed model): `kcompress export`
+    then reads the input shapes and dtypes from its ``--calibration`` rows.
     """
     try:
         inputs = model.input
@@ -83,15 +83,7 @@ def named_inputs(model):
         tensors = model.inputs
     except (AttributeError, ValueError):
         tensors = None
-    if not tensors:
-        raise UsageError(
-            str(
-                expected_error(
-                    "--model with known inputs (a functional, Sequential or keras-hub model)", model=model.name
-                )
-            )
-        )
-    return [(getattr(t, "name", None) or f"input_{i}", t) for i, t in enumerate(tensors)]
+    return [(getattr(t, "name", None) or f"input_{i}", t) for i, t in enumerate(tensors or [])]
 
 
 def variable_inputs(model):

@@ -75,6 +75,11 @@ def _execute(args, positional):
             "Expected --calibration=DATA.csv for --mode=int8 (or a quantization-aware model from "
             "kcompress.quantization.quantize_model). Received: no --calibration"
         )
+    if columns is None and not _model.named_inputs(model):
+        raise UsageError(
+            "Expected --calibration=DATA.csv for a model without known inputs (a subclassed model): its rows give "
+            f"the input shape and dtype. Received: model={model.name!r} and no --calibration"
+        )
     shapes = _model.input_shapes(model, args.sequence_length)
     unknown = [name for name in _model.variable_inputs(model) if name not in (shapes or {})]
     if unknown and columns is None:
@@ -120,8 +125,9 @@ COMMAND = Command(
     description=(
         "Converts a Keras model to a .tflite file with a static batch-1 signature and prints its path, size, "
         "inputs and outputs, and a table of its ops with their dtypes. int8 needs --calibration unless the "
-        "model is quantization-aware (kcompress.quantization); int16x8 always needs it. The file is written "
-        "atomically: on failure no file is left behind."
+        "model is quantization-aware (kcompress.quantization); int16x8 always needs it, and so does a subclassed "
+        "model (no known inputs): the CSV rows give its input shape. The file is written atomically: on failure "
+        "no file is left behind."
     ),
     define=_define,
     execute=_execute,

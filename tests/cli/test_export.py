@@ -7,6 +7,7 @@ import keras
 import pytest
 
 from tests.cli.clihelpers import assert_usage_error
+from tests.helpers import subclassed_mlp
 
 
 def test_float32_without_calibration(cli, mlp_keras, tmp_path):
@@ -32,6 +33,22 @@ def test_int8_with_numeric_calibration_is_full_integer(cli, mlp_keras, numeric_c
     assert "| FULLY_CONNECTED | 2 | int8" in run.out
     assert "[4/4] comparing Keras and .tflite outputs" in run.out
     assert "Keras vs .tflite on 32 examples" in run.out
+
+
+def test_subclassed_model_takes_its_input_shape_from_the_calibration_rows(cli, numeric_csv, tmp_path):
+    """A registered subclassed model (no known inputs) after loading; tests.helpers registered its class."""
+    model = tmp_path / "subclassed.keras"
+    subclassed_mlp().save(model)
+    out = tmp_path / "sub_int8.tflite"
+    run = cli("export", "--model", model, "--mode", "int8", "--calibration", numeric_csv, "--out", out)
+    assert run.code == 0, run.err
+    assert "int8" in run.out and "full integer" in run.out and "[1, 16]" in run.out
+    assert "Keras vs .tflite on 32 examples" in run.out
+    assert_usage_error(
+        cli("export", "--model", model, "--out", tmp_path / "sub.tflite"),
+        "Expected --calibration=DATA.csv for a model without known inputs (a subclassed model)",
+        "Received: model='subclassed_mlp' and no --calibration",
+    )
 
 
 def test_default_out_is_next_to_the_model(cli, mlp_keras, tmp_path):

@@ -86,7 +86,7 @@ def test_functional_cnn_random_inputs(tmp_path):
 
 def test_subclassed_model_needs_signature_or_data(tmp_path):
     model = subclassed_mlp()
-    with pytest.raises(ValueError, match="input_signature or check_data"):
+    with pytest.raises(ValueError, match="Expected a model with known inputs, check_data or input_signature"):
         to_onnx(model, tmp_path / "sub.onnx")
     result = to_onnx(model, tmp_path / "sub.onnx", check_data=rows(3, 16))
     assert result.max_abs_diff < 1e-5
