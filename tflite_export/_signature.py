@@ -118,6 +118,11 @@ def from_data(example, batch_size):
     return spec(example, "input")
 
 
+def is_array(value):
+    """Whether `value` is one array of inputs (NumPy, TensorFlow or Keras), not a structure of them."""
+    return isinstance(value, np.ndarray) or tf.is_tensor(value) or keras.ops.is_tensor(value)
+
+
 def input_names(model, count):
     """The names `convert` gives a list of `count` inputs: the model's input names, else ``input_<i>``."""
     structure = model_inputs(model)

@@ -130,7 +130,12 @@ def _examples(data, batch_size, steps, several_inputs=False):
         return [{k: np.asarray(v)[i : i + batch_size] for k, v in data.items()} for i in range(0, n, batch_size)][
             :steps
         ]
-    if several_inputs is not False and isinstance(data, list) and len(data) > 1 and all(_is_array(v) for v in data):
+    if (
+        several_inputs is not False
+        and isinstance(data, list)
+        and len(data) > 1
+        and all(_signatures.is_array(v) for v in data)
+    ):
         rows = {len(v) if np.ndim(v) else None for v in data}
         if len(rows) != 1 or None in rows:
             raise expected_error("representative_data arrays with the same number of rows", representative_data=rows)
@@ -144,10 +149,6 @@ def _examples(data, batch_size, steps, several_inputs=False):
     if array.ndim == 0:
         raise expected_error("representative_data with a batch axis", representative_data=array.shape)
     return [array[i : i + batch_size] for i in range(0, len(array) - batch_size + 1, batch_size)][:steps]
-
-
-def _is_array(value):
-    return isinstance(value, np.ndarray) or tf.is_tensor(value) or keras.ops.is_tensor(value)
 
 
 def _check_example(signature, example):

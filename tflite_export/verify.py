@@ -142,12 +142,7 @@ def _features(data, max_examples, inputs=1):
 
 def _one_per_input(data, inputs):
     """Whether `data` is a list of arrays, one per input of a `.tflite` with several inputs."""
-    return (
-        inputs > 1
-        and isinstance(data, list)
-        and len(data) == inputs
-        and all(isinstance(v, np.ndarray) or tf.is_tensor(v) or keras.ops.is_tensor(v) for v in data)
-    )
+    return inputs > 1 and isinstance(data, list) and len(data) == inputs and all(_signatures.is_array(v) for v in data)
 
 
 def _by_name(model, x, runner):
