@@ -99,7 +99,7 @@ def _latency(model, input_shapes, mode, threads, runs):
     with tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(tmp, "candidate.tflite")
         tflite_export.convert(model, path, mode=mode, input_shapes=input_shapes)
-        return model, tflite_export.benchmark(path, threads=threads, runs=runs).median_ms
+        return tflite_export.benchmark(path, threads=threads, runs=runs).median_ms
 
 
 def prune_to_budget(
@@ -206,7 +206,8 @@ def _search_latency(pruned, states, start, max_latency_ms, input_shapes, mode, t
 
     def measure(i):
         if i not in measured:
-            measured[i] = _latency(pruned(states[i]), input_shapes, mode, threads, runs)
+            candidate = pruned(states[i])
+            measured[i] = candidate, _latency(candidate, input_shapes, mode, threads, runs)
             if verbose:
                 print(f"candidate {i}: {states[i][2]:,} parameters, {measured[i][1]:.3f} ms", flush=True)
         return measured[i]
