@@ -44,7 +44,7 @@ def _execute(args, positional):
     if model is not None:
         config = dataclasses.replace(config, model=model)
     try:  # Bad data and a wrong num_classes are found here, before any model is built.
-        if config.model != "minilm":
+        if config.model != "minilm" and model is None:  # A --model was checked above.
             _paths.keras_file("model", config.model, suffixes=(".keras",))
         data = pipeline.load_text_data(config)
         if config.model != "minilm":
@@ -62,10 +62,10 @@ def _check_saved_classes(config, num_classes):
             saved = json.loads(archive.read("config.json")).get("config", {}).get("num_classes")
     except (KeyError, OSError, ValueError, AttributeError, zipfile.BadZipFile):
         return  # The pipeline checks the loaded model's outputs too.
-    if isinstance(saved, int) and saved != num_classes:
-        raise expected_error(
-            f"a model with {num_classes} outputs (the labels in {config.data})", model=config.model, outputs=saved
-        )
+    if isinstance(saved, int):
+        from kcompress.pipeline.data import check_outputs  # The pipeline is loaded by now: no start-up cost.
+
+        check_outputs(saved, num_classes, config)
 
 
 COMMAND = Command(

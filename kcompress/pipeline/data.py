@@ -139,6 +139,23 @@ def check_num_classes(num_classes, names, data):
         raise expected_error(f"num_classes={len(names)} (the labels in {data})", num_classes=num_classes)
 
 
+def check_outputs(outputs, num_classes, config):
+    """Raises unless a classifier with `outputs` outputs has one per label of `config`'s data.
+
+    Example:
+
+    >>> from kcompress.pipeline import PipelineConfig
+    >>> check_outputs(2, 8, PipelineConfig(model="m.keras", data="t.csv"))
+    Traceback (most recent call last):
+    ...
+    ValueError: Expected a model with 8 outputs (the labels in t.csv). Received: model='m.keras', outputs=2
+    """
+    if outputs != num_classes:
+        raise expected_error(
+            f"a model with {num_classes} outputs (the labels in {config.data})", model=config.model, outputs=outputs
+        )
+
+
 def _csv(config):
     split, names = read_labelled_csv(config.data)
     check_examples(split.labels, names, config.data)

@@ -13,8 +13,8 @@ import numpy as np
 import tensorflow as tf
 
 from kcompress import distillation, pruning, quantization
-from kcompress._errors import expected_error
 from kcompress.data import load_minilm_classifier
+from kcompress.pipeline.data import check_outputs
 
 # Batches of training data that score heads and FFN neurons for structured pruning.
 _IMPORTANCE_BATCHES = 4
@@ -134,10 +134,7 @@ def _check_outputs(model, num_classes, config):
             outputs = model.outputs[0].shape[-1]
         except (AttributeError, IndexError, TypeError, ValueError):
             return  # Unknown until called: fitting will tell.
-    if outputs != num_classes:
-        raise expected_error(
-            f"a model with {num_classes} outputs (the labels in {config.data})", model=config.model, outputs=outputs
-        )
+    check_outputs(outputs, num_classes, config)
 
 
 def run_distill(context, teacher):
