@@ -41,6 +41,7 @@ SERIALIZABLES = {
     "kcompress>PruningSummaries": "kcompress.pruning.callbacks",
     "kcompress>Unstructured": "kcompress.pruning.masks",
     "kcompress>UpdatePruningStep": "kcompress.pruning.callbacks",
+    "kcompress>XNNPackSparse": "kcompress.pruning.xnnpack",
     "kcompress>ActivationQuantizer": "kcompress.quantization.quantizers",
     "kcompress>QuantizationConfig": "kcompress.quantization.config",
     "kcompress>QuantizeAttention": "kcompress.quantization.attention",

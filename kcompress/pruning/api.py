@@ -7,6 +7,7 @@ import keras
 from kcompress import _surgery
 from kcompress._errors import expected_error
 from kcompress.pruning import masks, prunable, schedules
+from kcompress.pruning import policy as policies
 from kcompress.pruning.wrapper import PruneLowMagnitude, pruning_wrappers
 
 
@@ -63,6 +64,7 @@ def prune_low_magnitude(
     sparsity_schedule=None,
     pattern=None,
     layers=None,
+    policy=None,
 ):
     """Returns a copy of a model (or a layer) set up for magnitude pruning.
 
@@ -85,6 +87,11 @@ def prune_low_magnitude(
             name (glob patterns such as ``"*intermediate*"`` work) or a list of
             them, or a callable ``layer -> bool``. Naming `Embedding` (or an
             embedding layer) prunes embeddings too.
+        policy: None, or a `PruningPolicy` that picks the layers from the
+            whole graph for a runtime, e.g. `XNNPackSparse()` (the 1x1
+            convolutions LiteRT's CPU runs with sparse kernels). It raises
+            if the model does not fit it; with `layers` too, a layer is
+            pruned only if both select it.
 
     Returns:
         A new model (or a `PruneLowMagnitude` layer).
@@ -114,10 +121,13 @@ def prune_low_magnitude(
         else schedules.ConstantSparsity(0.5)
     )
     pattern = masks.get(pattern)
+    policy = policies.get(policy)
     if not isinstance(to_prune, keras.Model):
-        if isinstance(to_prune, keras.layers.Layer):
+        if isinstance(to_prune, keras.layers.Layer) and policy is None:
             return PruneLowMagnitude(to_prune, schedule, pattern)
-        raise expected_error("a keras.Model or keras.layers.Layer", to_prune=to_prune)
+        raise expected_error(
+            "a keras.Model or keras.layers.Layer (a keras.Model with policy)", to_prune=to_prune
+        )
     if not to_prune.built:
         raise expected_error(
             "a built model (call it on data or give it an Input)",
@@ -131,15 +141,18 @@ def prune_low_magnitude(
     selects, explicit_check = _layer_filter(layers)
     if explicit_check is not None:
         explicit_check(to_prune)
+    chosen = None if policy is None else {id(layer) for layer in policy.select(to_prune)}
 
-    def wrap(layer):
+    def wrap(layer, original):
         if prunable.lookup(layer) is None or not selects(layer):
+            return None
+        if chosen is not None and id(original) not in chosen:
             return None
         wrapper = PruneLowMagnitude(layer, schedule, pattern)
         wrapper.build(None)
         return wrapper
 
-    pruned = _surgery.transform_layers(to_prune, wrap)
+    pruned = _surgery.transform_layers(to_prune, wrap, with_originals=True)
     if not pruning_wrappers(pruned):
         raise expected_error(
             f"layers to match at least one prunable layer of model "
