@@ -32,6 +32,8 @@ class Conversion:
         float_ops: How many ops of each name `convert(float_ops=...)`
             moved to float32 between a DEQUANTIZE and a QUANTIZE (empty
             for a full-int8 file).
+        sparse: Whether the converter was asked to store sparse weights
+            (`convert(sparse=True)`); the DENSIFY ops in `model` show which it did.
     """
 
     path: str
@@ -40,6 +42,7 @@ class Conversion:
     quantization_aware: bool
     model: object = dataclasses.field(repr=False)
     float_ops: dict = dataclasses.field(default_factory=dict)
+    sparse: bool = False
 
     def __str__(self):
         counts = ", ".join(f"{name} x{n}" for name, n in self.model.op_counts().most_common())
@@ -48,7 +51,8 @@ class Conversion:
         else:
             kind = "full integer" if self.model.is_full_integer() else "has float tensors"
         return (
-            f"{self.path}: {self.mode}, {self.size_bytes / 1e6:.2f} MB, {len(self.model.ops)} ops ({kind})\n"
+            f"{self.path}: {self.mode}{' sparse' if self.sparse else ''}, {self.size_bytes / 1e6:.2f} MB, "
+            f"{len(self.model.ops)} ops ({kind})\n"
             f"ops: {counts}"
         )
 
@@ -200,6 +204,7 @@ def convert(
     input_shapes=None,
     float_ops=(),
     input_signature=None,
+    sparse=False,
 ):
     """Converts a Keras model to a `.tflite` file and describes the result.
 
@@ -258,6 +263,12 @@ def convert(
             `batch_size` (given as `None` or as `batch_size`); other unknown
             dimensions come from `input_shapes` or `representative_data`.
             Default: the model's inputs, else `representative_data`.
+        sparse: For ``float32``, store pruned weights as sparse tensors
+            (``tf.lite.Optimize.EXPERIMENTAL_SPARSITY``; each is read by a
+            DENSIFY op). The file is smaller, and LiteRT's CPU delegate
+            (XNNPACK) runs the 1x1 convolutions of a CNN pruned with
+            `kcompress.pruning.XNNPackSparse` with its sparse kernels (on
+            ARM and on x86 without AVX; see ``docs/xnnpack_sparse.md``).
 
     Returns:
         A `Conversion`.
@@ -281,6 +292,12 @@ def convert(
     float_ops = check_float_ops(float_ops)
     if float_ops and mode != "int8":
         raise expected_error("float_ops only with mode='int8'", mode=mode, float_ops=float_ops)
+    if not isinstance(sparse, bool):
+        raise expected_error("sparse to be True or False", sparse=sparse)
+    if sparse and mode != "float32":
+        raise expected_error(
+            "sparse=True only with mode='float32' (XNNPACK's sparse kernels compute in float)", mode=mode
+        )
     aware = bool(quantization.quantization_wrappers(model))
     if mode in ("int16x8",) and representative_data is None:
         raise expected_error("representative_data for mode='int16x8'", representative_data=None)
@@ -308,7 +325,7 @@ def convert(
     with tempfile.TemporaryDirectory() as tmp, quantization.quantizers.exporting():
         _export(model, signature, tmp)
         converter = tf.lite.TFLiteConverter.from_saved_model(tmp)
-        _configure(converter, mode, signature, examples)
+        _configure(converter, mode, signature, examples, sparse)
         flatbuffer = converter.convert()
     described = describe(flatbuffer)
     if mode == "int8" and not allow_float_ops and not described.is_full_integer():
@@ -324,7 +341,7 @@ def convert(
         flatbuffer, moved = run_in_float(flatbuffer, float_ops)
         described = describe(flatbuffer)
     size = _files.write_bytes_atomic(path, flatbuffer)
-    return Conversion(str(path), mode, size, aware, described, moved)
+    return Conversion(str(path), mode, size, aware, described, moved, sparse)
 
 
 def _first_float_op(described):
@@ -363,8 +380,10 @@ def _float_tensor(op):
     return ""
 
 
-def _configure(converter, mode, signature, examples):
+def _configure(converter, mode, signature, examples, sparse=False):
     if mode == "float32":
+        if sparse:
+            converter.optimizations = [tf.lite.Optimize.EXPERIMENTAL_SPARSITY]
         return
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
     if mode == "float16":

@@ -51,6 +51,13 @@ def _define(flag_values):
         "XNNPACK has float kernels for them and no int8 ones). The file is then not full integer: not for an "
         "Edge TPU.",
     )
+    _flags.define_bool(
+        flag_values,
+        "sparse",
+        False,
+        "For float32: store pruned weights as sparse tensors (smaller file; LiteRT's XNNPACK runs the 1x1 "
+        "convolutions of a CNN pruned with kcompress.pruning.XNNPackSparse with sparse kernels).",
+    )
     _flags.define_bool(flag_values, "verify", True, "Compare Keras and .tflite outputs on the calibration rows.")
 
 
@@ -61,7 +68,10 @@ def _execute(args, positional):
         raise UsageError(f"Expected --calibration=DATA.csv for --mode={args.mode}. Received: no --calibration")
     if args.float_ops and args.mode != "int8":
         raise UsageError(f"Expected --mode=int8 with --float-ops. Received: --mode={args.mode}")
-    out = _paths.output_file("--out", args.out or _default_out(model_path, args.mode))
+    if args.sparse and args.mode != "float32":
+        raise UsageError(f"Expected --mode=float32 with --sparse. Received: --mode={args.mode}")
+    kind = f"{args.mode}_sparse" if args.sparse else args.mode
+    out = _paths.output_file("--out", args.out or _default_out(model_path, kind))
     columns = _calibration.read_csv("--calibration", csv_path, args.calibration_steps) if csv_path else None
     verify = columns is not None and args.verify
     step = Steps(2 + (columns is not None) + verify)
@@ -105,6 +115,7 @@ def _execute(args, positional):
             allow_float_ops=args.allow_float_ops,
             input_shapes=shapes,
             float_ops=tuple(args.float_ops or ()),
+            sparse=args.sparse,
         )
     print(str(result).splitlines()[0])  # Path, mode, size in MB, op count, full integer or not.
     print(result.model, flush=True)  # Size in bytes, inputs, outputs, op table with dtypes.
@@ -114,9 +125,9 @@ def _execute(args, positional):
             print(tflite_export.verify(model, result.path, data), flush=True)
 
 
-def _default_out(model_path, mode):
-    """``m.keras`` -> ``m_int8.tflite``."""
-    return f"{os.path.splitext(model_path)[0]}_{mode}.tflite"
+def _default_out(model_path, kind):
+    """``m.keras`` -> ``m_int8.tflite`` (`kind` is the mode, ``float32_sparse`` with --sparse)."""
+    return f"{os.path.splitext(model_path)[0]}_{kind}.tflite"
 
 
 COMMAND = Command(
@@ -136,5 +147,6 @@ COMMAND = Command(
         "kcompress export --model m.keras --mode int8 --calibration data.csv --out m.tflite",
         "kcompress export --model minilm.keras --mode dynamic --sequence-length 64",
         "kcompress export --model qat.keras --mode int8 --sequence-length 64 --float-ops SOFTMAX,GELU",
+        "kcompress export --model pruned_cnn.keras --sparse",
     ),
 )
