@@ -5,12 +5,16 @@ quantization-aware model into a uint8 QuantizeLinear -> DequantizeLinear pair;
 `int8_activations` rewrites the pairs to the equivalent int8 ones (zero point
 - 128, same numbers), the explicit-quantization form TensorRT reads.
 `quantize_weights` stores the float weights of MatMul, Gemm and
-Conv as int8 initializers -> DequantizeLinear (symmetric, per output channel).
+Conv as int8 initializers -> DequantizeLinear (symmetric, zero point 0): on
+the grid their quantization wrapper rounded them to, else rounded per output
+channel.
 """
 
 import collections
 
 import numpy as np
+
+from tflite_export._onnx_weights import exact_levels, fingerprint, rounded_levels
 
 _WEIGHT_SLOTS = {"MatMul": 1, "Gemm": 1, "Conv": 1}
 
@@ -47,12 +51,17 @@ def int8_activations(graph):
             graph.initializer[index].CopyFrom(numpy_helper.from_array(value.astype(np.int8), init.name))
 
 
-def quantize_weights(graph):
-    """Float weight initializers of MatMul/Gemm/Conv -> int8 initializer -> DequantizeLinear (per channel).
+def quantize_weights(graph, grids=None, round_others=True):
+    """Float weight initializers of MatMul/Gemm/Conv -> int8 initializer -> DequantizeLinear; returns how many.
 
-    Symmetric: scale ``max|w| / 127`` per output channel (MatMul: columns;
-    Gemm: columns, rows with ``transB``; Conv: axis 0), zero point 0. Weights
-    that are not float32, or not 2-D for MatMul / Gemm, stay as they are.
+    Symmetric, zero point 0, per output channel (MatMul: columns; Gemm:
+    columns, rows with ``transB``; Conv: axis 0). A weight whose values a
+    quantization wrapper rounded (its fingerprint in `grids`, see
+    `_onnx_weights.kernel_grids`) keeps that wrapper's grid exactly (per
+    channel or per tensor), as does one already on an int8 grid when `grids`
+    is not empty; another is rounded to ``max|w| / 127`` per
+    channel if `round_others`, else left float. Weights that are not
+    float32, or not 2-D for MatMul / Gemm, stay as they are.
 
     Example:
 
@@ -66,6 +75,7 @@ def quantize_weights(graph):
     ...     [numpy_helper.from_array(w, "w")],
     ... )
     >>> quantize_weights(graph)
+    1
     >>> [node.op_type for node in graph.node]
     ['DequantizeLinear', 'MatMul']
     >>> numpy_helper.to_array(graph.initializer[0])
@@ -74,6 +84,7 @@ def quantize_weights(graph):
     """
     from onnx import helper, numpy_helper
 
+    grids = grids or {}
     inits = {init.name: init for init in graph.initializer}
     dequantized = {}
     new_nodes = []
@@ -82,31 +93,20 @@ def quantize_weights(graph):
         if slot is None or len(node.input) <= slot or node.input[slot] not in inits:
             continue
         name = node.input[slot]
-        weight = numpy_helper.to_array(inits[name])
-        if weight.dtype != np.float32:
+        axis = _channel_axis(node, inits[name])
+        if axis is None:
             continue
-        if node.op_type == "Conv":
-            axis = 0
-        elif weight.ndim != 2:
-            continue
-        elif node.op_type == "Gemm":
-            axis = 0 if any(a.name == "transB" and a.i for a in node.attribute) else 1
-        else:
-            axis = 1
-        key = (name, axis)
-        if key not in dequantized:
-            reduce = tuple(d for d in range(weight.ndim) if d != axis)
-            scale = np.max(np.abs(weight), axis=reduce) / 127.0
-            scale = np.where(scale > 0, scale, 1.0).astype(np.float32)
-            shape = [1] * weight.ndim
-            shape[axis] = -1
-            q = np.clip(np.round(weight / scale.reshape(shape)), -127, 127).astype(np.int8)
-            base = f"{name}_per_channel"
+        if (name, axis) not in dequantized:
+            quantized = _int8_weight(numpy_helper.to_array(inits[name]), axis, grids, round_others)
+            if quantized is None:
+                continue
+            levels, steps = quantized
+            base = f"{name}_int8_weight"
             graph.initializer.extend(
                 [
-                    numpy_helper.from_array(q, f"{base}_int8"),
-                    numpy_helper.from_array(scale, f"{base}_scale"),
-                    numpy_helper.from_array(np.zeros(scale.shape, np.int8), f"{base}_zero_point"),
+                    numpy_helper.from_array(levels, f"{base}_int8"),
+                    numpy_helper.from_array(steps, f"{base}_scale"),
+                    numpy_helper.from_array(np.zeros(steps.shape, np.int8), f"{base}_zero_point"),
                 ]
             )
             out = f"{base}_dequantized"
@@ -116,11 +116,11 @@ def quantize_weights(graph):
                     [f"{base}_int8", f"{base}_scale", f"{base}_zero_point"],
                     [out],
                     name=f"{base}_DequantizeLinear",
-                    axis=axis,
+                    **({"axis": axis} if steps.ndim else {}),
                 )
             )
-            dequantized[key] = out
-        node.input[slot] = dequantized[key]
+            dequantized[(name, axis)] = out
+        node.input[slot] = dequantized[(name, axis)]
 
     # Dequantizers read only initializers, so they go first in topological order.
     nodes = new_nodes + list(graph.node)
@@ -130,6 +130,41 @@ def quantize_weights(graph):
     kept = [init for init in graph.initializer if init.name in used]
     del graph.initializer[:]
     graph.initializer.extend(kept)
+    return len(new_nodes)
+
+
+def _channel_axis(node, init):
+    """The output-channel axis of `node`'s float32 weight `init`, or None if it is not one we store as int8."""
+    from onnx import TensorProto
+
+    if init.data_type != TensorProto.FLOAT:
+        return None
+    if node.op_type == "Conv":
+        return 0
+    if len(init.dims) != 2:
+        return None
+    if node.op_type == "Gemm":
+        return 0 if any(a.name == "transB" and a.i for a in node.attribute) else 1
+    return 1
+
+
+def _int8_weight(weight, axis, grids, round_others):
+    """``(levels, steps)`` for `weight`: its wrapper's grid, else an int8 grid it is on, else rounded (or None).
+
+    A weight no wrapper's fingerprint names but already on a symmetric int8
+    grid per output channel, in a model with wrappers, is a kernel its
+    wrapper changed before rounding (a BatchNormalization folded in, outlier
+    channels divided): it is stored exactly too.
+    """
+    grid = grids.get(fingerprint(weight))
+    exact = None
+    if grid is not None:
+        exact = exact_levels(weight, axis if grid.per_channel else None, grid.bits)
+    elif grids:
+        exact = exact_levels(weight, axis, bits=8)
+    if exact is not None:
+        return exact
+    return rounded_levels(weight, axis) if round_others else None
 
 
 def count_qdq_pairs(graph):

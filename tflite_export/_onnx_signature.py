@@ -3,7 +3,7 @@
 Internal to `to_onnx`. The inputs are named after the model's inputs (dict keys
 for dict-input models, ``"input"`` / ``"input_<i>"`` when Keras named them
 automatically) and the outputs after ``model.output_names``; every name is made
-TF- and ONNX-safe and unique.
+TF- and ONNX-safe and unique. A dynamic batch dimension is named ``"batch"``.
 """
 
 import re
@@ -53,6 +53,27 @@ def signature(model, input_signature, check_data, batch_size):
         return _name_specs(structure, _structure_hints(structure, lambda i, _: f"input_{i}"))
 
     raise _signatures.missing_error(model, "check_data")
+
+
+def name_batch_axis(graph, name="batch"):
+    """Names the dynamic first dimension of every graph input and output `name` (one symbol for all).
+
+    tf2onnx names each unknown dimension on its own (``unk__12``); one name
+    says the inputs and outputs share the batch, as TensorRT's optimization
+    profiles and onnxruntime read it.
+
+    Example:
+
+    >>> from onnx import TensorProto, helper
+    >>> graph = helper.make_graph([], "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["unk__3", 4])], [])
+    >>> name_batch_axis(graph)
+    >>> graph.input[0].type.tensor_type.shape.dim[0].dim_param
+    'batch'
+    """
+    for value in [*graph.input, *graph.output]:
+        dims = value.type.tensor_type.shape.dim
+        if len(dims) and not dims[0].HasField("dim_value"):
+            dims[0].dim_param = name
 
 
 def output_names(model, outputs):

@@ -10,12 +10,15 @@ Quantization-aware models: every per-tensor
 ``min <= 0 <= max``) becomes a QuantizeLinear -> DequantizeLinear pair. tf2onnx
 writes them as uint8; `to_onnx` rewrites them to the equivalent int8 pairs
 (zero point - 128, same numbers), the explicit-quantization form TensorRT reads.
-With ``quantize_weights_per_channel=True`` the float weights of MatMul, Gemm and
-Conv become int8 initializers -> DequantizeLinear (symmetric, per output channel).
+The kernels of kcompress quantization wrappers become int8 initializers ->
+DequantizeLinear on the wrapper's own grid (symmetric, per output channel), and
+every activation a Gemm, MatMul or Conv reads comes out of a DequantizeLinear
+(the pair is written again after ops that only move values, such as Reshape).
 
 `to_onnx` runs the steps, each in its own internal module: the graph signature
 (`_onnx_signature`), the tf2onnx conversion (`_onnx_convert`), the Q/DQ rewrites
-(`_onnx_qdq`) and the onnxruntime parity check (`_onnx_parity`).
+(`_onnx_qdq`, with the weight grids of `_onnx_weights` and the product inputs of
+`_onnx_activations`) and the onnxruntime parity check (`_onnx_parity`).
 """
 
 import collections
@@ -26,10 +29,13 @@ import tensorflow as tf
 
 from kcompress._errors import check_int, expected_error
 from tflite_export._files import output_path, write_bytes_atomic
+from tflite_export._onnx_activations import float_inputs, requantize_product_inputs
 from tflite_export._onnx_convert import convert_with_tf2onnx
 from tflite_export._onnx_parity import check_arrays, max_abs_diff, random_inputs
 from tflite_export._onnx_qdq import count_qdq_pairs, int8_activations, quantize_weights
+from tflite_export._onnx_signature import name_batch_axis
 from tflite_export._onnx_signature import signature as graph_signature
+from tflite_export._onnx_weights import kernel_grids
 
 MIN_OPSET = 13  # First opset with per-channel DequantizeLinear; TensorRT's minimum for QDQ.
 MAX_OPSET = 18  # Newest opset tf2onnx 1.17 knows.
@@ -49,6 +55,10 @@ class OnnxExport:
         max_abs_diff: Largest ``|keras - onnxruntime|`` over all outputs on the check data.
         qdq_pairs: QuantizeLinear -> DequantizeLinear pairs (quantized activations);
             `weight_dequantizers` counts the int8 weight -> DequantizeLinear ones.
+        float_inputs: Gemm / MatMul / Conv inputs (tensor names) that no
+            DequantizeLinear produces: TensorRT runs those products in float.
+            Empty when every product is quantized (a model from
+            `kcompress.quantization.quantize_model`).
     """
 
     path: str
@@ -59,6 +69,7 @@ class OnnxExport:
     op_counts: dict
     max_abs_diff: float
     qdq_pairs: int
+    float_inputs: tuple = ()
 
     @property
     def weight_dequantizers(self):
@@ -79,7 +90,8 @@ class OnnxExport:
                 f"  inputs:        {tensors(self.inputs)}",
                 f"  outputs:       {tensors(self.outputs)}",
                 f"  ops:           {ops}",
-                f"  QDQ pairs:     {self.qdq_pairs} activations, {self.weight_dequantizers} weights",
+                f"  QDQ pairs:     {self.qdq_pairs} activations, {self.weight_dequantizers} weights"
+                f" ({len(self.float_inputs)} Gemm/MatMul/Conv inputs left float)",
                 f"  max abs diff:  {self.max_abs_diff:.3g} (Keras vs onnxruntime)",
             ]
         )
@@ -92,7 +104,7 @@ def to_onnx(
     opset=17,
     check_data=None,
     batch_size=1,
-    quantize_weights_per_channel=False,
+    quantize_weights_per_channel=None,
 ):
     """Exports a Keras 3 model to ONNX and checks it with onnxruntime.
 
@@ -110,7 +122,10 @@ def to_onnx(
     quantization step ``(max - min) / 255``: values exactly half-way between two
     steps round up in TensorFlow and to even in ONNX. Ops tf2onnx cannot
     convert (other fake-quant flavours among them) raise before anything is
-    written.
+    written. For a model from `kcompress.quantization.quantize_model` the graph
+    is what TensorRT runs in int8: every Gemm / MatMul / Conv reads
+    DequantizeLinear outputs only (`OnnxExport.float_inputs` lists any that
+    do not), its weights int8 initializers on the QAT kernel grid.
 
     Args:
         model: A built Keras 3 model (Sequential, functional, subclassed, keras-hub).
@@ -127,12 +142,16 @@ def to_onnx(
             draws random inputs: normal floats, integers in {0, 1}, ones for
             integer inputs whose name contains ``"mask"``, 8 for unknown sizes.
         batch_size: The static batch dimension of the graph, or `None` for a
-            dynamic one. Check data is fed in chunks of this size.
-        quantize_weights_per_channel: Also store the 2-D MatMul / Gemm weights and
-            Conv kernels as int8 -> DequantizeLinear, symmetric (scale
-            ``max|w| / 127``, zero point 0) per output channel. Lossless for
-            weights already fake-quantized that way by quantization-aware
-            training; otherwise rounds them.
+            dynamic one, named ``"batch"`` in every input and output. Check
+            data is fed in chunks of this size (all at once when dynamic).
+        quantize_weights_per_channel: Store the 2-D MatMul / Gemm weights and
+            Conv kernels as int8 -> DequantizeLinear (symmetric, zero point
+            0). A kernel a kcompress quantization wrapper rounds keeps that
+            wrapper's grid exactly (its steps, per output channel or per
+            tensor as its `QuantizationConfig` says); with `True` any other
+            float weight is rounded to ``max|w| / 127`` per output channel.
+            `None` (the default) stores the wrappers' kernels only, so a model
+            without wrappers keeps float weights; `False` stores none.
 
     Returns:
         An `OnnxExport`.
@@ -153,6 +172,11 @@ def to_onnx(
         raise expected_error(f"opset <= {MAX_OPSET} (the newest tf2onnx supports)", opset=opset)
     if batch_size is not None:
         batch_size = check_int("batch_size", batch_size, minimum=1)
+    if quantize_weights_per_channel not in (None, True, False):
+        raise expected_error(
+            "quantize_weights_per_channel to be None, True or False",
+            quantize_weights_per_channel=quantize_weights_per_channel,
+        )
     signature = graph_signature(model, input_signature, check_data, batch_size)
     specs = tf.nest.flatten(signature)
     if check_data is None:
@@ -161,9 +185,13 @@ def to_onnx(
         arrays = check_arrays(signature, check_data)
 
     model_proto, output_names = convert_with_tf2onnx(model, signature, opset)
-    int8_activations(model_proto.graph)
-    if quantize_weights_per_channel:
-        quantize_weights(model_proto.graph)
+    graph = model_proto.graph
+    int8_activations(graph)
+    if quantize_weights_per_channel is None or quantize_weights_per_channel:
+        quantize_weights(graph, kernel_grids(model), round_others=bool(quantize_weights_per_channel))
+    requantize_product_inputs(graph)
+    if batch_size is None:
+        name_batch_axis(graph)
     import onnx
 
     onnx.checker.check_model(model_proto)
@@ -180,7 +208,8 @@ def to_onnx(
         outputs=tuple(_tensor_info(v) for v in model_proto.graph.output),
         op_counts=dict(sorted(ops.items(), key=lambda item: (-item[1], item[0]))),
         max_abs_diff=diff,
-        qdq_pairs=count_qdq_pairs(model_proto.graph),
+        qdq_pairs=count_qdq_pairs(graph),
+        float_inputs=tuple(float_inputs(graph)),
     )
 
 

@@ -184,3 +184,126 @@ def test_bad_arguments(tmp_path):
         to_onnx(mlp(), tmp_path / "m.tflite")
     with pytest.raises(ValueError, match="tf.TensorSpec"):
         to_onnx(mlp(), tmp_path / "m.onnx", input_signature=(16,))
+
+
+# Quantization-aware models from kcompress.quantization, exported once per module: the int8 graph TensorRT runs.
+
+ORT_BASIC = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_BASIC  # As to_onnx checks: no approximate int8 kernels.
+
+
+def conv_model():
+    """Conv2D -> [BatchNormalization ->] ReLU -> GlobalAveragePooling2D -> Dense, and its QAT copy.
+
+    With BatchNormalization when `quantize_model` folds it (no BatchNormalization layer left), else without.
+    """
+    from kcompress import _surgery
+    from kcompress.quantization import quantize_model
+
+    for batch_norm in (True, False):
+        keras.utils.set_random_seed(4)
+        inputs = keras.Input((8, 8, 3), name="image")
+        x = keras.layers.Conv2D(6, 3, use_bias=not batch_norm)(inputs)
+        if batch_norm:
+            x = keras.layers.BatchNormalization()(x)
+        x = keras.layers.ReLU()(x)
+        x = keras.layers.GlobalAveragePooling2D()(x)
+        model = keras.Model(inputs, keras.layers.Dense(3)(x))
+        qat = quantize_model(model)
+        is_batch_norm = lambda layer: isinstance(layer, keras.layers.BatchNormalization)  # noqa: E731
+        if not (batch_norm and _surgery.find_layers(qat, is_batch_norm)):
+            return qat, batch_norm
+    raise AssertionError("unreachable")
+
+
+def qat_case(name):
+    """(QAT model, calibration / check data, input signature or None) for `name`."""
+    from kcompress.quantization import calibrate, quantize_model
+
+    if name == "mlp":
+        keras.utils.set_random_seed(5)
+        qat, data, signature = quantize_model(mlp()), rows(64, 16), None
+    elif name == "cnn":
+        qat, data, signature = conv_model()[0], rows(64, 8, 8, 3), None
+    else:
+        keras.utils.set_random_seed(6)
+        qat, data = quantize_model(tiny_bert_classifier()), bert_inputs(n=64)
+        data["padding_mask"][::3, -2:] = 0
+        # keras-hub's inputs have an unknown sequence length; the export fixes it at 8.
+        signature = {key: tf.TensorSpec((None, 8), tf.int32, name=key) for key in data}
+    calibrate(qat, data)
+    return qat, data, signature
+
+
+@pytest.fixture(scope="module", params=["mlp", "cnn"])
+def qat_export(request, tmp_path_factory):
+    """(QAT model, check data, OnnxExport) with a dynamic batch."""
+    qat, data, signature = qat_case(request.param)
+    path = tmp_path_factory.mktemp("qat") / f"{request.param}.onnx"
+    first_8 = tf.nest.map_structure(lambda array: array[:8], data)
+    return qat, data, to_onnx(qat, path, input_signature=signature, check_data=first_8, batch_size=None)
+
+
+def test_qat_graph_is_qdq_complete(qat_export):
+    _, _, result = qat_export
+    graph = onnx.load(result.path).graph
+    producers = {out: node for node in graph.node for out in node.output}
+    inits = {init.name: init for init in graph.initializer}
+    products = [node for node in graph.node if node.op_type in ("Gemm", "MatMul", "Conv")]
+    assert products and result.float_inputs == ()
+    for node in products:
+        sources = [producers.get(name) for name in node.input[:2]]
+        assert [s.op_type if s else "initializer" for s in sources] == ["DequantizeLinear"] * 2, node.name
+        weight = inits.get(sources[1].input[0])
+        if weight is not None:  # The weight slot of MatMul / Gemm / Conv holds int8 levels, zero point 0.
+            assert weight.data_type == onnx.TensorProto.INT8
+            assert not numpy_helper.to_array(inits[sources[1].input[2]]).any()
+    assert result.weight_dequantizers >= 2 and result.qdq_pairs >= 3
+
+
+def test_int8_weights_are_the_keras_kernels_exactly(qat_export):
+    from kcompress.quantization import quantization_wrappers
+    from tflite_export._onnx_weights import fingerprint
+
+    qat, _, result = qat_export
+    graph = onnx.load(result.path).graph
+    inits = {init.name: numpy_helper.to_array(init) for init in graph.initializer}
+    kernels = {
+        fingerprint(keras.ops.convert_to_numpy(value))
+        for wrapper in quantization_wrappers(qat)
+        for _, value in wrapper.quantized_weights()
+    }
+    for node in graph.node:
+        if node.op_type == "DequantizeLinear" and inits.get(node.input[0]) is not None:
+            levels, step = inits[node.input[0]], inits[node.input[1]]
+            axis = next((a.i for a in node.attribute if a.name == "axis"), 1)
+            shape = [-1 if d == axis else 1 for d in range(levels.ndim)] if step.ndim else []
+            dequantized = levels.astype(np.float32) * step.reshape(shape)
+            assert fingerprint(dequantized) in kernels  # Bit for bit what the QAT model multiplies by.
+
+
+def output_step(qat):
+    """The quantization step of the QAT model's output (its last quantized layer's output grid)."""
+    from kcompress.quantization import fake_quant, quantization_wrappers
+
+    last = [wrapper for wrapper in quantization_wrappers(qat) if "output" in wrapper.quantizers][-1]
+    return float(fake_quant.grid_step(*last.quantizers["output"].current_range()))
+
+
+def test_onnxruntime_matches_keras_on_a_dynamic_batch(qat_export):
+    qat, data, result = qat_export
+    session = onnxruntime.SessionOptions()
+    session.graph_optimization_level = ORT_BASIC
+    session = onnxruntime.InferenceSession(result.path, session, providers=["CPUExecutionProvider"])
+    assert all(i.shape[0] == "batch" for i in session.get_inputs() + session.get_outputs())
+    names = [spec[0] for spec in result.inputs]
+    flat = tf.nest.flatten(data)
+    batch = tf.nest.map_structure(lambda array: array[8:16], data)
+    want = keras.ops.convert_to_numpy(qat(batch, training=False))
+    got = session.run(None, dict(zip(names, [array[8:16] for array in flat])))[0]
+    # Criterion: every output within one step of the output grid (a value half-way between two levels
+    # rounds up in TensorFlow and to even in ONNX), and the same predicted class on every row.
+    step = output_step(qat)
+    assert np.abs(got - want).max() <= step * 1.001, (np.abs(got - want).max(), step)
+    assert (got.argmax(-1) == want.argmax(-1)).all()
+    one = session.run(None, dict(zip(names, [array[8:9] for array in flat])))[0]
+    assert one.shape[0] == 1 and np.abs(one - got[:1]).max() <= step * 1.001
