@@ -7,8 +7,9 @@ a 3x3 stride-2 convolution of the 3-channel image with padding 1 on every
 side, runs 1x1 convolutions (the sparse ones), depthwise 3x3 / 5x5
 convolutions, batch norms, activations, adds and multiplies, and ends at a
 global average pooling. One layer XNNPACK cannot run in CHW anywhere in it,
-or less than 2/3 zeros over its 1x1 kernels, and the whole chain stays
-dense. (XNNPACK decides this in ``xnn_subgraph_rewrite_for_nchw``; it takes
+or 2/3 zeros or fewer over its 1x1 kernels (recent XNNPACK also counts
+the fully-connected layers right after the pooling), and the whole chain
+stays dense. (XNNPACK decides this in ``xnn_subgraph_rewrite_for_nchw``; it takes
 the sparse path on ARM and on x86 CPUs without AVX.)
 
 So the policy prunes the 1x1 `Conv2D` kernels of that chain and nothing
@@ -206,7 +207,19 @@ def _sparse_chain(graph, first, check_padding):
                 "the layers between the first convolution and GlobalAveragePooling2D to read no other input",
                 layer=f"{_layer(layer)} reads {_layer(outside[0])}",
             )
-    return chain
+    return chain, ends
+
+
+def _classifiers(graph, poolings):
+    """The Dense layers that read a pooling's output directly (Dropout and Identity in between vanish in TFLite)."""
+    found, queue = [], [c for pooling in poolings for c in graph.consumers[pooling]]
+    while queue:
+        layer = queue.pop(0)
+        if isinstance(layer, (_L.Dropout, _L.Identity)):
+            queue.extend(graph.consumers[layer])
+        elif isinstance(layer, _L.Dense) and layer not in found:
+            found.append(layer)
+    return found
 
 
 def _check_input(model):
@@ -232,8 +245,9 @@ class XNNPackSparse(PruningPolicy):
     or 5x5 convolutions (kept dense), batch norms, ReLU-like activations,
     ``Add`` and ``Multiply``, up to ``GlobalAveragePooling2D``. What comes
     after the pooling (the classifier) stays dense. XNNPACK takes the
-    sparse path only with more than 2/3 zeros over these 1x1 kernels: use a
-    final sparsity of 0.7 or more (0.75 to 0.9 is usual).
+    sparse path only with more than 2/3 zeros over these 1x1 kernels (and,
+    in recent XNNPACK, the classifier's: see `classifier`): use a final
+    sparsity of 0.7 or more (0.75 to 0.9 is usual).
 
     Attributes:
         check_padding: Require the padding XNNPACK's sparse path accepts (1
@@ -243,6 +257,11 @@ class XNNPackSparse(PruningPolicy):
             prunes the same layers of models such as
             ``keras.applications.MobileNetV2`` (uneven padding): the file is
             smaller, but XNNPACK runs it dense.
+        classifier: Prune the `Dense` layers that read the pooling too.
+            Recent XNNPACK takes them into the sparse chain and counts their
+            weights in the 2/3 rule: a 1000-class classifier holds a third
+            of MobileNetV2's weights, so left dense it can keep the whole
+            chain dense. Older XNNPACK runs them dense either way.
 
     Example:
 
@@ -257,13 +276,15 @@ class XNNPackSparse(PruningPolicy):
     """
 
     check_padding: bool = True
+    classifier: bool = False
 
     def __post_init__(self):
-        if not isinstance(self.check_padding, bool):
-            raise expected_error("check_padding to be True or False", check_padding=self.check_padding)
+        for name in ("check_padding", "classifier"):
+            if not isinstance(getattr(self, name), bool):
+                raise expected_error(f"{name} to be True or False", **{name: getattr(self, name)})
 
     def select(self, model):
-        """Returns the 1x1 `Conv2D` layers of `model` in XNNPACK's sparse chain.
+        """Returns the 1x1 `Conv2D` layers of `model` in XNNPACK's sparse chain (and, with `classifier`, its Dense).
 
         Raises:
             ValueError: `model` is not a Sequential or functional model
@@ -273,7 +294,9 @@ class XNNPackSparse(PruningPolicy):
         graph = LayerGraph(model)
         _check_input(model)
         first = _first_convolution(graph, self.check_padding)
-        return [layer for layer in _sparse_chain(graph, first, self.check_padding) if isinstance(layer, _L.Conv2D)]
+        chain, poolings = _sparse_chain(graph, first, self.check_padding)
+        selected = [layer for layer in chain if isinstance(layer, _L.Conv2D)]
+        return selected + (_classifiers(graph, poolings) if self.classifier else [])
 
     def get_config(self):
         return dataclasses.asdict(self)

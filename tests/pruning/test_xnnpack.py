@@ -46,6 +46,12 @@ def test_prunes_the_1x1_convolutions_only(model):
     assert wrapped(pruned) == ["pw_1", "pw_2", "pw_3"]  # Not the stem, the depthwise ones or the classifier.
 
 
+def test_classifier_too(model, mobilenet_v2):
+    assert pruning.XNNPackSparse(classifier=True).select(model)[-1].name == "classifier"
+    selected = pruning.XNNPackSparse(check_padding=False, classifier=True).select(mobilenet_v2)
+    assert len(selected) == 35 and selected[-1].name == "predictions"
+
+
 def test_layers_narrow_the_policy(model):
     pruned = pruning.prune_low_magnitude(model, layers=["pw_2", "classifier"], policy=pruning.XNNPackSparse())
     assert wrapped(pruned) == ["pw_2"]
@@ -143,10 +149,12 @@ def test_bad_arguments(model):
         pruning.prune_low_magnitude(L.Conv2D(4, 1), policy=pruning.XNNPackSparse())
     with pytest.raises(ValueError, match="Expected check_padding to be True or False. Received: check_padding=1"):
         pruning.XNNPackSparse(check_padding=1)
+    with pytest.raises(ValueError, match="Expected classifier to be True or False. Received: classifier=None"):
+        pruning.XNNPackSparse(classifier=None)
 
 
 def test_policy_serializes():
-    policy = pruning.XNNPackSparse(check_padding=False)
+    policy = pruning.XNNPackSparse(check_padding=False, classifier=True)
     assert keras.saving.get_registered_name(pruning.XNNPackSparse) == "kcompress>XNNPackSparse"
     assert run_serialization_test(policy) == policy
 
