@@ -40,6 +40,8 @@ ABOUT = {
     "times its count; whether XNNPACK runs it; its dynamic-range and `float_ops` times.",
     "int8_in_place": "A MiniLM-shaped int8 BERT with one kind of op at a time moved to float32, the whole "
     "graph timed (see [int8.md](int8.md#where-the-int8-time-goes)).",
+    "sparse_latency": "MobileNetV2 with its 1x1 convolutions pruned to 75% by `pruning.XNNPackSparse`: dense "
+    "vs `convert(sparse=True)` float32 files, size and LiteRT latency (see [xnnpack_sparse.md](xnnpack_sparse.md)).",
 }
 # Results measured by an earlier form of the code than their script has now.
 CAVEATS = {
