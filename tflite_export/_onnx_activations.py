@@ -13,7 +13,7 @@ quantized tensor at all) is left as it is and counted by `float_inputs`.
 PRODUCTS = {"Gemm": (0, 1), "MatMul": (0, 1), "Conv": (0, 1)}  # Op -> input slots that are multiplied.
 
 # Ops whose output values are some of their first input's (slot 0): the grid stays.
-_MOVES_VALUES = {
+MOVES_VALUES = {
     "Reshape",
     "Transpose",
     "Squeeze",
@@ -96,7 +96,7 @@ def _from_dequantize(name, producers):
 def _grid_source(name, producers, inits):
     """The per-tensor DequantizeLinear whose values reach `name` through value-moving ops only, or None."""
     node = producers.get(name)
-    while node is not None and node.op_type in _MOVES_VALUES:
+    while node is not None and node.op_type in MOVES_VALUES:
         node = producers.get(node.input[0])
     if node is None or node.op_type != "DequantizeLinear" or len(node.input) < 3:
         return None

@@ -3,7 +3,9 @@
 Internal to `to_onnx`. `tf2onnx.convert.from_keras` only understands `tf_keras`
 models, so the model is traced as ``model(inputs, training=False)`` in a
 `tf.function` with a static signature and converted with
-`tf2onnx.convert.from_function`; Keras variables are frozen into constants.
+`tf2onnx.convert.from_function`'s steps; Keras variables are frozen into
+constants, and the Min / Max of a broadcast constant are taken before the
+broadcast (`_onnx_broadcast`), so they fold with a dynamic batch too.
 tf2onnx logs the ops it cannot convert and leaves them in the graph: they are
 collected and raised as one error instead.
 """
@@ -15,6 +17,7 @@ import tensorflow as tf
 
 from kcompress._errors import expected_error
 from kcompress.quantization import quantizers
+from tflite_export._onnx_broadcast import reduce_before_broadcast
 from tflite_export._onnx_signature import output_names
 
 
@@ -43,8 +46,21 @@ def convert_with_tf2onnx(model, signature, opset):
         names[:] = output_names(model, outputs)
         return dict(zip(names, tf.nest.flatten(outputs)))
 
-    with _tf2onnx_errors() as reasons, quantizers.tracing_graph():
-        model_proto, _ = tf2onnx.convert.from_function(serve, input_signature=[signature], opset=opset)
+    with _tf2onnx_errors() as reasons, quantizers.tracing_graph(), tf.device("/cpu:0"):
+        # tf2onnx.convert.from_function's steps, with the Min / Max of broadcasts moved before them.
+        concrete = serve.get_concrete_function(signature)
+        inputs = [t.name for t in concrete.inputs if t.dtype != tf.dtypes.resource]
+        outputs = [t.name for t in concrete.outputs if t.dtype != tf.dtypes.resource]
+        frozen = tf2onnx.tf_loader.from_function(concrete, inputs, outputs)
+        reduce_before_broadcast(frozen)
+        model_proto, _ = tf2onnx.convert.from_graph_def(
+            frozen,
+            name=concrete.name,
+            input_names=inputs,
+            output_names=outputs,
+            opset=opset,
+            tensors_to_rename=tf2onnx.convert.tensor_names_from_structed(concrete, inputs, outputs),
+        )
     left = sorted(
         {
             node.op_type

@@ -14,6 +14,7 @@ import collections
 
 import numpy as np
 
+from tflite_export._onnx_activations import MOVES_VALUES
 from tflite_export._onnx_weights import exact_levels, fingerprint, rounded_levels
 
 _WEIGHT_SLOTS = {"MatMul": 1, "Gemm": 1, "Conv": 1}
@@ -23,7 +24,9 @@ def int8_activations(graph):
     """Rewrites tf2onnx's uint8 Q/DQ zero points to int8 (zero point - 128): same numbers, TensorRT's form.
 
     A uint8 zero point is rewritten only if every node reading it is a
-    QuantizeLinear, or a DequantizeLinear fed by one.
+    QuantizeLinear, or a DequantizeLinear fed by one (directly or through
+    ops that only move values, such as the Transpose tf2onnx puts between
+    them).
 
     Example:
 
@@ -168,7 +171,7 @@ def _int8_weight(weight, axis, grids, round_others):
 
 
 def count_qdq_pairs(graph):
-    """Counts the DequantizeLinear nodes fed by a QuantizeLinear (quantized activations).
+    """Counts the DequantizeLinear nodes a QuantizeLinear feeds (quantized activations).
 
     Example:
 
@@ -188,7 +191,10 @@ def _consumers(graph):
 
 
 def _fed_by_quantize(node, producers):
+    """Whether a QuantizeLinear feeds `node`, directly or through ops that only move values (a Transpose)."""
     producer = producers.get(node.input[0])
+    while producer is not None and producer.op_type in MOVES_VALUES:
+        producer = producers.get(producer.input[0])
     return producer is not None and producer.op_type == "QuantizeLinear"
 
 

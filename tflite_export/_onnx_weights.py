@@ -41,8 +41,12 @@ def kernel_grids(model):
 
 
 def fingerprint(weight):
-    """The weight's values, sorted, as bytes: the same for any transpose or reshape of it."""
-    return np.sort(np.asarray(weight, np.float32), axis=None).tobytes()
+    """The weight's values, sorted, as bytes: the same for any transpose or reshape of it.
+
+    Adding 0 turns -0.0 (a negative weight rounded to level 0) into 0.0,
+    which is what a dequantized level 0 is.
+    """
+    return np.sort(np.asarray(weight, np.float32) + np.float32(0.0), axis=None).tobytes()
 
 
 def exact_levels(weight, axis, bits):

@@ -234,7 +234,7 @@ def qat_case(name):
     return qat, data, signature
 
 
-@pytest.fixture(scope="module", params=["mlp", "cnn"])
+@pytest.fixture(scope="module", params=["mlp", "cnn", "bert"])
 def qat_export(request, tmp_path_factory):
     """(QAT model, check data, OnnxExport) with a dynamic batch."""
     qat, data, signature = qat_case(request.param)
@@ -307,3 +307,16 @@ def test_onnxruntime_matches_keras_on_a_dynamic_batch(qat_export):
     assert (got.argmax(-1) == want.argmax(-1)).all()
     one = session.run(None, dict(zip(names, [array[8:9] for array in flat])))[0]
     assert one.shape[0] == 1 and np.abs(one - got[:1]).max() <= step * 1.001
+
+
+def test_qat_activations_are_int8(qat_export):
+    _, _, result = qat_export
+    graph = onnx.load(result.path).graph
+    inits = {init.name: init for init in graph.initializer}
+    dequantized = {
+        inits[n.input[0]].data_type for n in graph.node if n.op_type == "DequantizeLinear" and n.input[0] in inits
+    }
+    zero_points = {
+        inits[n.input[2]].data_type for n in graph.node if n.op_type in ("QuantizeLinear", "DequantizeLinear")
+    }
+    assert dequantized == zero_points == {onnx.TensorProto.INT8}
