@@ -6,7 +6,7 @@ import os
 import zipfile
 
 from kcompress._errors import expected_error
-from kcompress.cli import _flags, _paths, _pipeline
+from kcompress.cli import _flags, _model, _paths, _pipeline
 from kcompress.cli._command import Command
 from kcompress.cli._errors import UsageError, one_line
 
@@ -18,8 +18,16 @@ def _define(flag_values):
         flag_values,
         "model",
         None,
-        "A .keras text classifier to compress (keras-hub, saved with its preprocessor). Overrides the config's "
-        "`model`. Default: the config's `model`.",
+        "A .keras classifier to compress: a keras-hub text classifier saved with its preprocessor (for texts), or "
+        "a Keras image classifier (for a folder of images). Overrides the config's `model`. Default: the config's "
+        "`model`.",
+    )
+    _flags.define_string(
+        flag_values,
+        "data",
+        None,
+        "The examples: a CSV file with text and label columns, or a folder of images with one subfolder per class "
+        "(photos/cat/1.jpg, photos/dog/2.png, ...). Overrides the config's `data`. Default: the config's `data`.",
     )
     _flags.define_string(flag_values, "config", None, "Pipeline settings, a .json or .yaml file (PipelineConfig).")
     _flags.define_string(
@@ -43,16 +51,29 @@ def _execute(args, positional):
         ) from None
     if model is not None:
         config = dataclasses.replace(config, model=model)
+    if args.data:
+        config = dataclasses.replace(config, data=args.data)
     try:  # Bad data and a wrong num_classes are found here, before any model is built.
         if config.model != "minilm" and model is None:  # A --model was checked above.
             _paths.keras_file("model", config.model, suffixes=(".keras",))
-        data = pipeline.load_text_data(config)
-        if config.model != "minilm":
+        data = pipeline.load_data(config)
+        if isinstance(data, pipeline.ImageData):
+            _check_image_classifier(config, len(data.class_names), "--model" if model else "model")
+        elif config.model != "minilm":
             _check_saved_classes(config, len(data.class_names))
     except (UsageError, ValueError) as error:
         raise UsageError(f"--config {config_path}: {one_line(error)}") from None
     os.makedirs(out, exist_ok=True)
     _pipeline.show(pipeline.run_pipeline(config, out, verbose=1))
+
+
+def _check_image_classifier(config, num_classes, flag):
+    """Raises unless the model takes images and has one output per class folder (it is loaded: images need it)."""
+    from kcompress.pipeline import images, stages  # The pipeline is loaded by now: no start-up cost.
+
+    model = _model.load_keras_model(flag, config.model)
+    images.image_input(model, config)
+    stages.check_model_outputs(model, num_classes, config)
 
 
 def _check_saved_classes(config, num_classes):
@@ -74,10 +95,15 @@ COMMAND = Command(
     description=(
         "Runs kcompress.pipeline on a model: the stages and their settings come from --config (see "
         "kcompress.pipeline.PipelineConfig); each stage writes its output to --out, so an interrupted run resumes "
-        "where it stopped. Prints the report table and the paths of the .tflite, report.md and report.png."
+        "where it stopped. Prints the report table and the paths of the .tflite, report.md and report.png. "
+        "A CSV of texts takes a keras-hub text classifier; a folder of images (one subfolder per class) takes a "
+        "Keras image classifier, and skips the text-only stages (distillation, structured pruning)."
     ),
     define=_define,
     execute=_execute,
     required=("config", "out"),
-    examples=("kcompress compress --model m.keras --config c.json --out run/",),
+    examples=(
+        "kcompress compress --model m.keras --config c.json --out run/",
+        "kcompress compress --model cnn.keras --data photos/ --config c.json --out run/",
+    ),
 )

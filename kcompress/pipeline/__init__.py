@@ -1,4 +1,7 @@
-"""One pipeline: fine-tune teacher -> distil -> prune -> QAT -> int8 `.tflite` -> verify -> report."""
+"""One pipeline: fine-tune teacher -> distil -> prune -> QAT -> int8 `.tflite` -> verify -> report.
+
+For texts (a keras-hub classifier) or images (a Keras image classifier and a folder of class subfolders).
+"""
 
 from kcompress.pipeline.config import (
     DistillStage,
@@ -9,12 +12,16 @@ from kcompress.pipeline.config import (
     TeacherStage,
 )
 from kcompress.pipeline.data import TextData, load_text_data, read_labelled_csv, tokenize
+from kcompress.pipeline.images import ImageData, ImageFiles, scan_image_folder
 from kcompress.pipeline.run import PipelineResult, run_pipeline
+from kcompress.pipeline.sources import load_data
 from kcompress.pipeline.stages import STAGES, Stage
 
 __all__ = [
     "DistillStage",
     "ExportStage",
+    "ImageData",
+    "ImageFiles",
     "PipelineConfig",
     "PipelineResult",
     "PruneStage",
@@ -23,8 +30,10 @@ __all__ = [
     "Stage",
     "TeacherStage",
     "TextData",
+    "load_data",
     "load_text_data",
     "read_labelled_csv",
     "run_pipeline",
+    "scan_image_folder",
     "tokenize",
 ]

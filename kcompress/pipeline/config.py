@@ -21,7 +21,7 @@ def _check_rate(name, value):
 
 @dataclasses.dataclass(frozen=True)
 class TeacherStage:
-    """Fine-tunes the starting model on the training texts (``epochs=0``: use as is)."""
+    """Fine-tunes the starting model on the training examples (``epochs=0``: use as is)."""
 
     epochs: int = 1
     learning_rate: float = 5e-5
@@ -158,17 +158,24 @@ class PipelineConfig:
 
     Args:
         model: ``"minilm"`` (the shipped all-MiniLM-L6-v2) or the path of a
-            ``.keras`` keras-hub text classifier saved with its preprocessor.
-        data: ``"rotten_tomatoes"`` (the shipped snippets) or the path of a
+            ``.keras`` classifier: a keras-hub text classifier saved with
+            its preprocessor, or (for a folder of images) a Keras image
+            classifier taking ``(batch, height, width, channels)`` float
+            pixels in ``[0, 255]`` (see `kcompress.pipeline.images`).
+        data: ``"rotten_tomatoes"`` (the shipped snippets), the path of a
             UTF-8 CSV file with ``text`` and ``label`` columns: a label on
             every row, at least 2 labels, and at least 5 rows of each
             (``data.MIN_EXAMPLES_PER_CLASS``: a fifth of the rows, up to
             `test_size`, is split off as the test set, so 5 rows give a
-            label 4 to train on and 1 to test on).
-        train_size: Training texts used (``None``: all).
-        test_size: Held-out texts used for accuracy.
+            label 4 to train on and 1 to test on); or a folder of images
+            with one subfolder per class, at least 2 classes of at least 5
+            images each (the layout `keras.utils.image_dataset_from_directory`
+            reads). A folder skips the text-only stages (distill, and prune
+            with ``kind="structured"``).
+        train_size: Training examples used (``None``: all).
+        test_size: Held-out examples used for accuracy.
         sequence_length: Tokens per text (MiniLM only; a saved model keeps
-            its preprocessor's).
+            its preprocessor's; images are read at the model's input size).
         num_classes: Classes. ``None`` (the default): one per label in
             `data`. A number must be that count (a check: the MiniLM head
             and ``labels.txt`` follow the data); a ``.keras`` `model` must

@@ -1,4 +1,4 @@
-"""The pipeline's texts and labels: the shipped snippets or a user's CSV."""
+"""The pipeline's texts and labels (the shipped snippets or a user's CSV), and the checks images share."""
 
 import csv
 import dataclasses
@@ -97,8 +97,11 @@ def _read_utf8(path):
         raise expected_error("a UTF-8 text file", data=path, line=line, byte=byte) from None
 
 
-def check_examples(labels, names, data):
+def check_examples(labels, names, data, items="rows", each="of each label"):
     """Raises unless there are 2+ classes with `MIN_EXAMPLES_PER_CLASS` examples each.
+
+    `items` and `each` word the message (``"images"``, ``"in each class
+    folder"`` for a folder of images).
 
     Example:
 
@@ -118,10 +121,9 @@ def check_examples(labels, names, data):
         if len(few) > _SHOWN:
             shown["..."] = f"{len(few) - _SHOWN} more"
         raise expected_error(
-            f"at least {MIN_EXAMPLES_PER_CLASS} rows of each label "
+            f"at least {MIN_EXAMPLES_PER_CLASS} {items} {each} "
             f"({MIN_EXAMPLES_PER_CLASS - 1} to train on, 1 to test on)",
-            data=data,
-            rows=shown,
+            **{"data": data, items: shown},
         )
 
 
@@ -156,14 +158,33 @@ def check_outputs(outputs, num_classes, config):
         )
 
 
+def split_train_test(examples, config):
+    """``(train, test)`` of `examples` (anything indexable by an index array, with a length).
+
+    A permutation seeded by ``config.seed`` puts a fifth of the examples, up
+    to ``config.test_size``, in the test set; the first
+    ``config.train_size`` of the rest (all if ``None``) are for training.
+
+    Example:
+
+    >>> import numpy as np
+    >>> from kcompress.pipeline import PipelineConfig
+    >>> train, test = split_train_test(np.arange(10), PipelineConfig(train_size=3))
+    >>> len(train), len(test), set(train.tolist()).isdisjoint(test.tolist())
+    (3, 2, True)
+    """
+    order = np.random.default_rng(config.seed).permutation(len(examples))
+    test_size = min(config.test_size, len(examples) // 5 or 1)
+    test, train = examples[order[:test_size]], examples[order[test_size:]]
+    if config.train_size is not None:
+        train = train[: config.train_size]
+    return train, test
+
+
 def _csv(config):
     split, names = read_labelled_csv(config.data)
     check_examples(split.labels, names, config.data)
-    order = np.random.default_rng(config.seed).permutation(len(split))
-    test_size = min(config.test_size, len(split) // 5 or 1)
-    test, train = split[order[:test_size]], split[order[test_size:]]
-    if config.train_size is not None:
-        train = train[: config.train_size]
+    train, test = split_train_test(split, config)
     return TextData(train=train, test=test, class_names=names)
 
 
@@ -180,6 +201,20 @@ def load_text_data(config):
     data = _rotten_tomatoes(config) if config.data == "rotten_tomatoes" else _csv(config)
     check_num_classes(config.num_classes, data.class_names, config.data)
     return data
+
+
+def head(inputs, n):
+    """The first `n` examples of model inputs: an array, or a dict of arrays (token ids).
+
+    Example:
+
+    >>> import numpy as np
+    >>> head({"ids": np.arange(5)}, 2), head(np.arange(5), 3)
+    ({'ids': array([0, 1])}, array([0, 1, 2]))
+    """
+    if isinstance(inputs, dict):
+        return {name: value[:n] for name, value in inputs.items()}
+    return inputs[:n]
 
 
 def tokenize(preprocessor, texts, batch_size=256):

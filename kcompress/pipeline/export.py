@@ -7,6 +7,7 @@ import numpy as np
 
 import tflite_export
 from kcompress._atomic import write_atomic
+from kcompress.pipeline.data import head
 from kcompress.pipeline.measure import file_sizes, input_shapes, weight_count
 from kcompress.quantization import quantization_wrappers
 from tflite_export._runner import Runner
@@ -20,7 +21,7 @@ def _write_text(path, text):
 
 def _app_files(context, directory):
     """``labels.txt`` and, for WordPiece models, ``vocab.txt``: what an app needs next to the model."""
-    _write_text(os.path.join(directory, "labels.txt"), "\n".join(context.texts.class_names) + "\n")
+    _write_text(os.path.join(directory, "labels.txt"), "\n".join(context.data.class_names) + "\n")
     tokenizer = getattr(context.preprocessor, "tokenizer", None)
     vocabulary = getattr(tokenizer, "get_vocabulary", lambda: None)()
     if vocabulary:
@@ -37,7 +38,7 @@ def run_export(context, model, directory):
     quantization_aware = bool(quantization_wrappers(model))
     representative = None
     if settings.mode in ("int8", "int16x8") and not quantization_aware:
-        representative = {k: v[:_CALIBRATION_EXAMPLES] for k, v in data.x_train.items()}
+        representative = head(data.x_train, _CALIBRATION_EXAMPLES)
     conversion = tflite_export.convert(
         model,
         path,
@@ -48,8 +49,7 @@ def run_export(context, model, directory):
         float_ops=settings.float_ops,
     )
     kind = f"{settings.mode} for CPU" if settings.float_ops else settings.mode
-    samples = {k: v[: settings.verify_samples] for k, v in data.x_test.items()}
-    verification = tflite_export.verify(model, path, samples)
+    verification = tflite_export.verify(model, path, head(data.x_test, settings.verify_samples))
     outputs = Runner(path, num_threads=settings.threads).run_batch(data.x_test)
     logits = next(iter(outputs.values())).value
     accuracy = float(np.mean(np.argmax(logits, axis=-1) == data.y_test))

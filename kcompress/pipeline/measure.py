@@ -70,7 +70,9 @@ def accuracy(model, x, y, batch_size=64):
 
 
 def input_shapes(tokens):
-    """Static per-example shapes of the token inputs, for `tflite_export.convert`."""
+    """Static per-example shapes of token inputs, for `tflite_export.convert` (``None`` for images: fixed shapes)."""
+    if not isinstance(tokens, dict):
+        return None
     return {name: tuple(value.shape[1:]) for name, value in tokens.items()}
 
 

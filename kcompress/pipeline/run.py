@@ -14,17 +14,19 @@ import numpy as np
 from kcompress._atomic import write_atomic
 from kcompress._errors import expected_error
 from kcompress.pipeline import measure
-from kcompress.pipeline.data import load_text_data, tokenize
+from kcompress.pipeline.data import tokenize
 from kcompress.pipeline.export import run_export
+from kcompress.pipeline.images import ImageData, ends_in_softmax, image_input, read_images
 from kcompress.pipeline.report import write_report
-from kcompress.pipeline.stages import STAGES
+from kcompress.pipeline.sources import load_data
+from kcompress.pipeline.stages import STAGES, text_only
 
 _DONE = "stage.json"
 
 
 @dataclasses.dataclass(frozen=True)
 class Tokens:
-    """Token arrays of the train and test texts."""
+    """The model inputs of the train and test examples: token-id arrays of texts, or images."""
 
     x_train: dict
     y_train: np.ndarray
@@ -34,15 +36,25 @@ class Tokens:
 
 @dataclasses.dataclass
 class Context:
-    """What the stages share during a run."""
+    """What the stages share during a run.
+
+    `data` is the config's `TextData` or `ImageData`; `from_logits` whether
+    the classifier outputs logits (keras-hub, most Keras heads) rather than
+    softmax probabilities (a `keras.applications` head).
+    """
 
     config: object
     out: str
     strategy: object
     verbose: int
-    texts: object
+    data: object
     tokens: Tokens = None
     preprocessor: object = None
+    from_logits: bool = True
+
+    @property
+    def images(self):
+        return isinstance(self.data, ImageData)
 
     @property
     def fit_verbose(self):
@@ -51,18 +63,31 @@ class Context:
     def scope(self):
         return self.strategy.scope() if self.strategy is not None else contextlib.nullcontext()
 
-    def prepare_tokens(self, model):
-        """Tokenizes the texts once with the model's preprocessor, then detaches it.
+    def prepare_inputs(self, model):
+        """Makes the arrays every stage trains and measures on, with the teacher model.
 
-        Every stage trains and measures on token ids (the `.tflite` input).
+        Images are read at the model's input size; texts are tokenized once
+        with the model's preprocessor, which is then detached: every stage
+        works on token ids (the `.tflite` input).
         """
+        if self.images:
+            size = image_input(model, self.config)
+            data = self.data
+            self.from_logits = not ends_in_softmax(model)
+            self.tokens = Tokens(
+                read_images(data.train, size),
+                np.asarray(data.train.labels),
+                read_images(data.test, size),
+                np.asarray(data.test.labels),
+            )
+            return
         preprocessor = getattr(model, "preprocessor", None)
         if preprocessor is None:
             raise expected_error(
                 "a keras-hub text classifier saved with its preprocessor (to tokenize the texts)",
                 model=self.config.model,
             )
-        texts = self.texts
+        texts = self.data
         self.preprocessor = preprocessor
         self.tokens = Tokens(
             tokenize(preprocessor, texts.train.texts),
@@ -99,6 +124,12 @@ class PipelineResult:
 def run_pipeline(config, out, *, strategy=None, verbose=1):
     """Runs teacher -> distill -> prune -> QAT -> int8 export into `out`.
 
+    The data decides the kind of run: texts (the shipped snippets or a CSV
+    file) go through every stage; for a folder of images (one subfolder per
+    class) and a Keras image classifier, the stages that only apply to a
+    transformer text classifier (distillation, structured pruning) are
+    skipped with a line saying so.
+
     Each stage writes its model to ``out/NN_<stage>/`` through a temporary
     folder renamed when complete, with a ``stage.json`` holding its
     measurements and a fingerprint of the settings it depends on. Running
@@ -122,15 +153,22 @@ def run_pipeline(config, out, *, strategy=None, verbose=1):
         raise expected_error("an output folder, not a file", out=out)
     os.makedirs(out, exist_ok=True)
     say = print if verbose else (lambda *a, **k: None)
-    context = Context(config, out, strategy, verbose, texts=load_text_data(config))
+    context = Context(config, out, strategy, verbose, data=load_data(config))
+    noun = "images" if context.images else "texts"
     say(
-        f"kcompress pipeline -> {out}: {len(context.texts.train):,} training and {len(context.texts.test):,} "
-        "test texts",
+        f"kcompress pipeline -> {out}: {len(context.data.train):,} training and {len(context.data.test):,} "
+        f"test {noun}",
         flush=True,
     )
     rows, resumed = [], []
     model = None
-    active = [stage for stage in STAGES if not getattr(config, stage.name).skip or stage.name == "teacher"]
+    active = []
+    for stage in STAGES:
+        reason = text_only(stage, config) if context.images else None
+        if reason:
+            say(f"    {stage.name}: skipped for images ({reason})", flush=True)
+        elif not getattr(config, stage.name).skip or stage.name == "teacher":
+            active.append(stage)
     total = len(active) + 1
     for number, stage in enumerate(active, start=1):
         directory = os.path.join(out, f"{number:02d}_{stage.name}")

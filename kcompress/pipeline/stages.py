@@ -14,7 +14,7 @@ import tensorflow as tf
 
 from kcompress import distillation, pruning, quantization
 from kcompress.data import load_minilm_classifier
-from kcompress.pipeline.data import check_outputs
+from kcompress.pipeline.data import check_outputs, head
 
 # Batches of training data that score heads and FFN neurons for structured pruning.
 _IMPORTANCE_BATCHES = 4
@@ -46,21 +46,23 @@ class Stage:
 
 
 def _save_keras(model, directory, context):
-    """Saves the model with the run's preprocessor, so the file also takes raw texts.
+    """Saves the model (a text classifier with the run's preprocessor, so the file also takes raw texts).
 
     The optimizer is saved fresh (no moments): each stage trains with an
     optimizer of its own, and a keras-hub task, which compiles itself when
     loaded, warns about a saved optimizer of another size.
     """
     optimizer = getattr(model, "optimizer", None)
-    model.preprocessor = context.preprocessor
+    if context.preprocessor is not None:
+        model.preprocessor = context.preprocessor
     if optimizer is not None:
         with context.scope():
             model.optimizer = type(optimizer).from_config(optimizer.get_config())
     try:
         model.save(os.path.join(directory, "model.keras"))
     finally:
-        model.preprocessor = None
+        if context.preprocessor is not None:
+            model.preprocessor = None
         model.optimizer = optimizer
 
 
@@ -72,21 +74,22 @@ def _load(directory, context):
 
 def _load_keras(directory, context, previous):
     model = _load(directory, context)
-    model.preprocessor = None  # Stages train and measure on token ids.
+    if getattr(model, "preprocessor", None) is not None:
+        model.preprocessor = None  # Stages train and measure on token ids.
     return model
 
 
 def _load_teacher(directory, context, previous):
     model = _load(directory, context)
-    context.prepare_tokens(model)
+    context.prepare_inputs(model)
     return model
 
 
-def compile_classifier(model, learning_rate):
-    """Adam + sparse cross-entropy on logits + accuracy (how keras-hub compiles a classifier)."""
+def compile_classifier(model, learning_rate, from_logits=True):
+    """Adam + sparse cross-entropy (on logits by default) + accuracy (how keras-hub compiles a classifier)."""
     model.compile(
         optimizer=keras.optimizers.Adam(learning_rate),
-        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=from_logits),
         metrics=["accuracy"],
     )
     return model
@@ -109,24 +112,24 @@ def _fit(context, model, settings, **kwargs):
 
 
 def run_teacher(context, model):
-    """Loads the starting model, tokenizes the texts with it, and fine-tunes it on them."""
+    """Loads the starting model, makes the inputs with it (tokens or images), and fine-tunes it on them."""
     config = context.config
-    num_classes = len(context.texts.class_names)  # The data's labels (load_text_data checked num_classes).
+    num_classes = len(context.data.class_names)  # The data's labels (load_data checked num_classes).
     with context.scope():
         if config.model == "minilm":
             model = load_minilm_classifier(num_classes=num_classes, sequence_length=config.sequence_length)
         else:
             model = keras.models.load_model(config.model, compile=False)  # Compiled below to train.
-            _check_outputs(model, num_classes, config)
-    context.prepare_tokens(model)  # Detaches the preprocessor: every stage trains on token ids.
+            check_model_outputs(model, num_classes, config)
+    context.prepare_inputs(model)  # Detaches a preprocessor: every stage trains on token ids (or images).
     if config.teacher.epochs:
         with context.scope():
-            compile_classifier(model, config.teacher.learning_rate)
+            compile_classifier(model, config.teacher.learning_rate, context.from_logits)
         _fit(context, model, config.teacher)
     return model
 
 
-def _check_outputs(model, num_classes, config):
+def check_model_outputs(model, num_classes, config):
     """Raises unless a loaded classifier has one output per label of the data."""
     outputs = getattr(model, "num_classes", None)
     if outputs is None:
@@ -173,7 +176,9 @@ def _prune_unstructured(context, model):
         frequency=max(1, steps // 10),
     )
     with context.scope():
-        pruned = compile_classifier(pruning.prune_low_magnitude(model, schedule), settings.learning_rate)
+        pruned = compile_classifier(
+            pruning.prune_low_magnitude(model, schedule), settings.learning_rate, context.from_logits
+        )
     if settings.epochs:
         _fit(context, pruned, settings, callbacks=[pruning.UpdatePruningStep()])
     with context.scope():
@@ -199,7 +204,7 @@ def _prune_structured(context, model):
             batch_size=batch_size,
             verbose=context.verbose,
         )
-        compile_classifier(pruned, settings.learning_rate)
+        compile_classifier(pruned, settings.learning_rate, context.from_logits)
     if settings.epochs:
         _fit(context, pruned, settings)
     return pruned
@@ -214,12 +219,27 @@ def run_qat(context, model):
     data = context.tokens
     with context.scope():
         qat = quantization.quantize_model(model)
-        calibration = {k: v[: settings.calibration_batches * settings.batch_size] for k, v in data.x_train.items()}
-        quantization.calibrate(qat, calibration)
-        compile_classifier(qat, settings.learning_rate)
+        quantization.calibrate(qat, head(data.x_train, settings.calibration_batches * settings.batch_size))
+        compile_classifier(qat, settings.learning_rate, context.from_logits)
     if settings.epochs:
         _fit(context, qat, settings)
     return qat
+
+
+def text_only(stage, config):
+    """Why `stage` (with `config`'s settings) does not apply to an image classifier, or ``None``.
+
+    Example:
+
+    >>> from kcompress.pipeline import PipelineConfig
+    >>> [text_only(stage, PipelineConfig()) is not None for stage in STAGES]
+    [False, True, False, False]
+    """
+    if stage.name == "distill":
+        return "distillation builds a shallower copy of a transformer text classifier"
+    if stage.name == "prune" and config.prune.kind == "structured":
+        return "structured pruning removes attention heads and FFN neurons of a transformer; use kind unstructured"
+    return None
 
 
 STAGES = (

@@ -1,8 +1,8 @@
 """`kcompress demo` and `kcompress compress` against a stand-in `kcompress.pipeline`.
 
 The stand-in follows the contract the CLI relies on (PipelineConfig.demo /
-from_file, dataclasses.replace(config, model=...), load_text_data(config) ->
-data with class_names, run_pipeline(config, out_dir, verbose=1) -> result
+from_file, dataclasses.replace(config, model=...), load_data(config) ->
+data with class_names (an ImageData for images), run_pipeline(config, out_dir, verbose=1) -> result
 with table, tflite_path, report_md, report_png),
 so these tests check argument handling whether or not the real module exists.
 """
@@ -54,7 +54,8 @@ def pipeline(monkeypatch):
 
     module.PipelineConfig = _Config
     module.run_pipeline = run_pipeline
-    module.load_text_data = lambda config: types.SimpleNamespace(class_names=("neg", "pos"))
+    module.load_data = lambda config: types.SimpleNamespace(class_names=("neg", "pos"))
+    module.ImageData = type("ImageData", (), {})
     monkeypatch.setitem(sys.modules, "kcompress.pipeline", module)
     return module
 

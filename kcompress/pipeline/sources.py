@@ -1,0 +1,21 @@
+"""What a config's ``data`` names: a folder of images, or texts (the shipped snippets or a CSV file)."""
+
+from kcompress.pipeline.data import check_num_classes, load_text_data
+from kcompress.pipeline.images import is_image_folder, load_image_data
+
+
+def load_data(config):
+    """Loads and checks the data a `PipelineConfig` names: `ImageData` for a folder, else `TextData`.
+
+    Cheap (no model is built, no image decoded): run it first to find bad
+    data before any long work.
+
+    Raises:
+        ValueError: The data cannot be read or split, or ``config.num_classes``
+            is not the number of its classes.
+    """
+    if not is_image_folder(config.data):
+        return load_text_data(config)
+    data = load_image_data(config)
+    check_num_classes(config.num_classes, data.class_names, config.data)
+    return data
