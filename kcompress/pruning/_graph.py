@@ -22,6 +22,7 @@ class LayerGraph:
         producers: Layer -> the layers whose outputs it reads.
         consumers: Layer -> the layers that read its outputs.
         inputs: The model's input layers.
+        outputs: The layers that produce the model's outputs.
         name: The model's name.
 
     Example:
@@ -57,3 +58,4 @@ class LayerGraph:
                     self.producers[layer].append(parent.operation)
                     self.consumers[parent.operation].append(layer)
         self.inputs = [tensor._keras_history.operation for tensor in graph.inputs]
+        self.outputs = [tensor._keras_history.operation for tensor in graph.outputs]

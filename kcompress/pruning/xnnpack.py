@@ -191,7 +191,7 @@ def _sparse_chain(graph, first, check_padding):
         problem = check(layer, graph, check_padding)
         if problem is not None:
             raise expected_error(problem[0], layer=_layer(layer, problem[1]))
-        if not graph.consumers[layer]:
+        if not graph.consumers[layer] or any(layer is output for output in graph.outputs):
             raise expected_error(
                 "every output to come after a GlobalAveragePooling2D (where XNNPACK's sparse path ends)",
                 layer=_layer(layer),

@@ -94,6 +94,12 @@ def _concatenate(x):
     return L.Concatenate(name="concat")([x, x])
 
 
+def _features_output():
+    x = inputs = keras.Input((16, 16, 3))
+    features = L.Conv2D(8, 1, name="features")(L.Conv2D(8, 3, strides=2)(L.ZeroPadding2D(1)(x)))
+    return keras.Model(inputs, [L.Dense(2)(L.GlobalAveragePooling2D()(features)), features])
+
+
 def _same_stride_2(x):
     return L.DepthwiseConv2D(3, strides=2, padding="same", name="dw_same")(x)
 
@@ -116,6 +122,8 @@ def _same_stride_2(x):
         (lambda: mobilenet_like(middle=_concatenate), r"only layers XNNPACK runs in its sparse path.*concat"),
         (lambda: mobilenet_like(middle=_same_stride_2), r"padded by 1 on every side.*dw_same \(DepthwiseConv2D"),
         (lambda: mobilenet_like(pool=False), r"XNNPACK runs in its sparse path.*\(Flatten\)"),
+        (_features_output, r"every output to come after a GlobalAveragePooling2D.*features \(Conv2D\)"),
+        (lambda: mobilenet_like(middle=L.Activation("softmax")), r"Activation layers among.*'softmax'"),
         (
             lambda: keras.Sequential([keras.Input((8, 8, 3)), L.GlobalAveragePooling2D(), L.Dense(2)]),
             r"Expected the first convolution.*layer=None",
@@ -132,6 +140,8 @@ def _same_stride_2(x):
         "concat",
         "same_depthwise",
         "no_pooling",
+        "output_inside",
+        "softmax",
         "no_conv",
         "not_an_image",
         "subclassed",
