@@ -329,3 +329,19 @@ def test_qat_activations_are_int8(qat_export):
         inits[n.input[2]].data_type for n in graph.node if n.op_type in ("QuantizeLinear", "DequantizeLinear")
     }
     assert dequantized == zero_points == {onnx.TensorProto.INT8}
+
+
+@pytest.mark.parametrize("per_channel, bits, scales", [(False, 8, ()), (True, 4, (32,))])
+def test_int8_weights_keep_the_wrappers_grid(tmp_path, per_channel, bits, scales):
+    from kcompress.quantization import QuantizationConfig, calibrate, quantize_model
+
+    keras.utils.set_random_seed(7)
+    qat = quantize_model(mlp(), QuantizationConfig(per_channel=per_channel, weight_bits=bits))
+    calibrate(qat, rows(32, 16))
+    result = to_onnx(qat, tmp_path / "mlp.onnx", check_data=rows(8, 16))
+    assert result.max_abs_diff == 0 and result.weight_dequantizers == 2 and result.float_inputs == ()
+    graph = onnx.load(result.path).graph
+    inits = {init.name: numpy_helper.to_array(init) for init in graph.initializer}
+    first = next(n for n in graph.node if n.op_type == "DequantizeLinear" and n.input[0] in inits)
+    assert inits[first.input[1]].shape == scales  # One scale per tensor, or per output channel.
+    assert np.abs(inits[first.input[0]]).max() == 2 ** (bits - 1) - 1  # Levels within +-7 for 4-bit weights.
