@@ -46,7 +46,7 @@ def convert_with_tf2onnx(model, signature, opset):
         names[:] = output_names(model, outputs)
         return dict(zip(names, tf.nest.flatten(outputs)))
 
-    with _tf2onnx_errors() as reasons, quantizers.tracing_graph(), tf.device("/cpu:0"):
+    with _tf2onnx_errors() as reasons, _quiet_tensorflow(), quantizers.tracing_graph(), tf.device("/cpu:0"):
         # tf2onnx.convert.from_function's steps, with the Min / Max of broadcasts moved before them.
         concrete = serve.get_concrete_function(signature)
         inputs = [t.name for t in concrete.inputs if t.dtype != tf.dtypes.resource]
@@ -105,3 +105,15 @@ def _tf2onnx_errors():
     finally:
         logger.removeHandler(handler)
         logger.propagate = propagate
+
+
+@contextlib.contextmanager
+def _quiet_tensorflow():
+    """Hides TensorFlow's warnings, such as the deprecation notices of the TF1 freezing tf2onnx calls."""
+    logger = logging.getLogger("tensorflow")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
