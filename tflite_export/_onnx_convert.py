@@ -70,7 +70,13 @@ def convert_with_tf2onnx(model, signature, opset):
     )
     if left:
         hint = ""
-        if any(op.startswith("FakeQuant") for op in left):
+        if "Bitcast" in left:  # The exact-width arithmetic of a range kcompress computes from a constant.
+            hint = (
+                " (a constant a quantization wrapper rounds on its own range, such as keras-hub's position "
+                "embedding, needs fixed non-batch dimensions: give input_signature with them, e.g. "
+                "tf.TensorSpec((None, 128), tf.int32) per input)"
+            )
+        elif any(op.startswith("FakeQuant") for op in left):
             hint = (
                 " (tf2onnx converts only per-tensor FakeQuantWithMinMaxVars/Args with num_bits=8, "
                 "narrow_range=False, constant min <= 0 <= max)"

@@ -345,3 +345,25 @@ def test_int8_weights_keep_the_wrappers_grid(tmp_path, per_channel, bits, scales
     first = next(n for n in graph.node if n.op_type == "DequantizeLinear" and n.input[0] in inits)
     assert inits[first.input[1]].shape == scales  # One scale per tensor, or per output channel.
     assert np.abs(inits[first.input[0]]).max() == 2 ** (bits - 1) - 1  # Levels within +-7 for 4-bit weights.
+
+
+class RoundedPositions(keras.layers.Layer):
+    """Adds the first `length` rows of a table, rounded on their own range as QAT rounds a constant."""
+
+    def build(self, input_shape):
+        self.table = self.add_weight(shape=(16, input_shape[-1]), initializer="random_normal", name="table")
+
+    def call(self, x):
+        from kcompress.quantization import fake_quant
+
+        rows = keras.ops.slice(self.table, (0, 0), (keras.ops.shape(x)[1], x.shape[-1]))
+        return x + fake_quant.fake_quant_constant(rows)
+
+
+def test_constant_range_of_an_unknown_length_asks_for_a_fixed_one(tmp_path):
+    inputs = keras.Input((None, 4), name="x")
+    model = keras.Model(inputs, RoundedPositions()(inputs))
+    with pytest.raises(ValueError, match=r"needs fixed non-batch dimensions: give input_signature"):
+        to_onnx(model, tmp_path / "m.onnx", check_data=rows(2, 6, 4))
+    result = to_onnx(model, tmp_path / "m.onnx", input_signature=tf.TensorSpec((None, 6, 4), name="x"), batch_size=None)
+    assert result.inputs == (("x", (None, 6, 4), "float32"),) and result.max_abs_diff < 1e-5
