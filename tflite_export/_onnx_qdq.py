@@ -14,10 +14,10 @@ import collections
 
 import numpy as np
 
-from tflite_export._onnx_activations import MOVES_VALUES
+from tflite_export._onnx_activations import MOVES_VALUES, PRODUCTS
 from tflite_export._onnx_weights import exact_levels, fingerprint, rounded_levels
 
-_WEIGHT_SLOTS = {"MatMul": 1, "Gemm": 1, "Conv": 1}
+_WEIGHT_SLOTS = {op: slots[1] for op, slots in PRODUCTS.items()}  # The B of Gemm / MatMul, a Conv's kernel.
 
 
 def int8_activations(graph):
