@@ -144,3 +144,10 @@ def test_the_shipped_text_model_is_refused_for_images(cli, tmp_path, no_run):
     data = _folder(tmp_path / "photos", {"cat": 5, "dog": 5})
     run = cli("compress", "--data", data, "--config", _config(tmp_path), "--out", tmp_path / "run")
     assert_usage_error(run, "Expected a .keras image classifier as model for a folder of images", "model='minilm'")
+
+
+def test_a_missing_folder_names_both_kinds_of_data(cli, tmp_path, no_run):
+    missing = tmp_path / "photos"
+    run = cli("compress", "--data", missing, "--config", _config(tmp_path), "--out", tmp_path / "run")
+    expected = "Expected an existing CSV file of texts, or folder of images with one subfolder per class"
+    assert_usage_error(run, expected, repr(str(missing)))
