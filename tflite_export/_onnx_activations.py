@@ -12,7 +12,7 @@ quantized tensor at all) is left as it is and counted by `float_inputs`.
 
 PRODUCTS = {"Gemm": (0, 1), "MatMul": (0, 1), "Conv": (0, 1)}  # Op -> input slots that are multiplied.
 
-# Ops whose output values are some of their first input's (slot 0): the grid stays.
+# Ops whose outputs are values of their first input (slot 0), or 0 (Relu), which every grid holds: the grid stays.
 MOVES_VALUES = {
     "Reshape",
     "Transpose",
