@@ -14,14 +14,23 @@ in interleaved rounds (`tflite_export.compare`, 2 threads).
 
 XNNPACK runs sparse kernels on ARM (phones) and on x86 CPUs without AVX
 only; on an AVX machine both files run the same dense kernels, so expect a
-ratio near 1.0 there. The JSON records whether this CPU has AVX.
+ratio near 1.0 there. The JSON records whether this CPU has AVX. Where
+``qemu-x86_64`` (Debian's qemu-user) is installed, the files are also timed
+under ``qemu-x86_64 -cpu Nehalem`` (x86 without AVX, emulated: 1 thread,
+`--emulated-runs` interleaved runs): emulated milliseconds are not a
+phone's, but whether the sparse file is faster there shows whether XNNPACK
+took its sparse path.
 
 Run: ``python benchmarks/sparse_latency.py [--alpha 1.0] [--size 96] [--sparsity 0.75] [--runs 100]
-[--rounds 10]``. Writes ``benchmarks/results/sparse_latency.json`` and ``.md``.
+[--rounds 10] [--emulated-runs 5]``. Writes ``benchmarks/results/sparse_latency.json`` and ``.md``.
 """
 
 import argparse
+import json
 import os
+import platform
+import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -89,6 +98,17 @@ def _has_avx():
         return None
 
 
+def emulated_times(paths, runs):
+    """``{path: median ms}`` under ``qemu-x86_64 -cpu Nehalem`` (no AVX), or None without qemu-user."""
+    qemu = shutil.which("qemu-x86_64")
+    if qemu is None or platform.machine() != "x86_64":
+        return None
+    script = Path(__file__).with_name("_litert_times.py")
+    command = [qemu, "-cpu", "Nehalem", sys.executable, str(script), "--runs", str(runs), *map(str, paths)]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=3000, check=True)
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--alpha", type=float, default=1.0)
@@ -98,6 +118,7 @@ def main():
     parser.add_argument("--runs", type=int, default=100)
     parser.add_argument("--rounds", type=int, default=10)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--emulated-runs", type=int, default=5)
     args = parser.parse_args()
 
     import keras
@@ -143,26 +164,40 @@ def main():
                     }
                 )
         latencies = compare(paths, threads=args.threads, runs=args.runs, rounds=args.rounds, warmup=10)
+        emulated = emulated_times(list(paths.values()), args.emulated_runs)
     for row in rows:
         latency = latencies[row["key"]]
-        dense = latencies[row["key"].rsplit(", ", 1)[0] + ", dense"]
+        dense_key = row["key"].rsplit(", ", 1)[0] + ", dense"
+        dense = latencies[dense_key]
         row.update(median_ms=latency.median_ms, p90_ms=latency.p90_ms, vs_dense=latency.median_ms / dense.median_ms)
-        print(f"{row['key']:>55}: {latency}", flush=True)
+        if emulated is not None:
+            row["emulated_no_avx_ms"] = emulated[paths[row["key"]]]
+            row["emulated_vs_dense"] = row["emulated_no_avx_ms"] / emulated[paths[dense_key]]
+        print(f"{row['key']:>55}: {latency}; emulated without AVX: {row.get('emulated_no_avx_ms')}", flush=True)
+
+    def emulated_cells(r):
+        if "emulated_no_avx_ms" not in r:
+            return "n/a | n/a"
+        return f"{r['emulated_no_avx_ms']:.0f} | {r['emulated_vs_dense']:.2f}x"
+
     avx = _has_avx()
     table = "\n".join(
         [
             f"MobileNetV2 alpha {args.alpha}, {args.size}x{args.size}, {args.classes} classes, random weights; "
             f"1x1 kernels pruned to {args.sparsity:.0%} by XNNPackSparse; LiteRT, {args.threads} threads, "
             f"{args.rounds} interleaved rounds of {args.runs} runs; this CPU "
-            f"{'has AVX: XNNPACK keeps dense kernels, sparse runs on ARM / non-AVX x86' if avx else 'has no AVX'}.",
+            f"{'has AVX: XNNPACK keeps dense kernels, sparse runs on ARM / non-AVX x86' if avx else 'has no AVX'}. "
+            f"Emulated: the same files under qemu-x86_64 -cpu Nehalem (no AVX), 1 thread, median of "
+            f"{args.emulated_runs} interleaved runs (emulated time, not a phone's: the ratio shows whether XNNPACK "
+            f"took its sparse path).",
             "",
-            "| model | file | size (MB) | median (ms) | p90 (ms) | latency vs dense | pruned layers | "
-            "zeros in pruned kernels | DENSIFY ops |",
-            "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+            "| model | file | size (MB) | median (ms) | p90 (ms) | latency vs dense | emulated no-AVX (ms) | "
+            "emulated vs dense | pruned layers | zeros in pruned kernels | DENSIFY ops |",
+            "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
             *(
                 f"| {r['model']} | {r['file']} | {r['size_mb']:.2f} | {r['median_ms']:.2f} | {r['p90_ms']:.2f} | "
-                f"{r['vs_dense']:.2f}x | {r['pruned_layers']} | {r['zeros_in_pruned_kernels']:.2f} | "
-                f"{r['densify_ops']} |"
+                f"{r['vs_dense']:.2f}x | {emulated_cells(r)} | {r['pruned_layers']} | "
+                f"{r['zeros_in_pruned_kernels']:.2f} | {r['densify_ops']} |"
                 for r in rows
             ),
         ]
