@@ -1,6 +1,8 @@
 """`convert`: a Keras model to a `.tflite`, in one of five numeric modes."""
 
+import contextlib
 import dataclasses
+import logging
 import tempfile
 
 import keras
@@ -190,7 +192,28 @@ def _export(model, signature, directory):
     archive = keras.export.ExportArchive()
     archive.track(model)
     archive.add_endpoint("serving_default", lambda inputs: model(inputs, training=False), input_signature=[signature])
-    archive.write_out(directory, verbose=False)
+    # The converter reads no gradients; not tracing the fake-quant rounding's custom gradients
+    # saves about 8% of a QAT EfficientNetB0's conversion (34 s instead of 37 s).
+    archive.write_out(
+        directory, options=tf.saved_model.SaveOptions(experimental_custom_gradients=False), verbose=False
+    )
+
+
+class _UnsavedGradients(logging.Filter):
+    def filter(self, record):
+        return "unsaved custom gradients" not in record.getMessage()
+
+
+@contextlib.contextmanager
+def _without_gradient_warnings():
+    """Drops TF's warning that the SavedModel `_export` wrote has no custom gradients (on purpose)."""
+    drop = _UnsavedGradients()
+    logger = logging.getLogger("absl")
+    logger.addFilter(drop)
+    try:
+        yield
+    finally:
+        logger.removeFilter(drop)
 
 
 def convert(
@@ -324,9 +347,10 @@ def convert(
 
     with tempfile.TemporaryDirectory() as tmp, quantization.quantizers.exporting():
         _export(model, signature, tmp)
-        converter = tf.lite.TFLiteConverter.from_saved_model(tmp)
-        _configure(converter, mode, signature, examples, sparse)
-        flatbuffer = converter.convert()
+        with _without_gradient_warnings():
+            converter = tf.lite.TFLiteConverter.from_saved_model(tmp)
+            _configure(converter, mode, signature, examples, sparse)
+            flatbuffer = converter.convert()
     described = describe(flatbuffer)
     if mode == "int8" and not allow_float_ops and not described.is_full_integer():
         op = _first_float_op(described)
