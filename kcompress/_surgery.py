@@ -142,7 +142,7 @@ def pair_layers(original, copy):
     return {id(b): a for a, b in zip(old, new)}
 
 
-def transform_layers(model, replace, fallback_weights=None, with_originals=False):
+def transform_layers(model, replace, fallback_weights=None, with_originals=False, operations=False):
     """Returns a copy of `model` with layers swapped by `replace`.
 
     Args:
@@ -173,7 +173,10 @@ def transform_layers(model, replace, fallback_weights=None, with_originals=False
         def clone(layer):
             new = copy_layer(layer, fallback_weights)
             if not isinstance(new, keras.layers.Layer):
-                return new
+                if not operations:
+                    return new
+                replaced = replace(new, layer) if with_originals else replace(new)
+                return new if replaced is None else replaced
             replace_here = offer(new, layer)
             replaced = replace_here(new)
             if replaced is not None:
@@ -188,7 +191,7 @@ def transform_layers(model, replace, fallback_weights=None, with_originals=False
     return new
 
 
-def unwrap_all(model, wrappers, final_values):
+def unwrap_all(model, wrappers, final_values, unwrapped=None):
     """Returns a copy of `model` with each wrapper replaced by its layer.
 
     Used by `strip_pruning` and `strip_quantization`. In the copy, each
@@ -203,10 +206,12 @@ def unwrap_all(model, wrappers, final_values):
         wrappers: The wrappers of `model` (`keras.layers.Wrapper`s), all of
             the class(es) to strip.
         final_values: Callable ``wrapper -> [(variable, value), ...]``.
+        unwrapped: Optional callable ``wrapper -> layer | None``: a layer to
+            put in the wrapper's place instead of its own (None: its own).
     """
     wrapper_state = set()
     for w in wrappers:
-        inner = {id(v) for v in w.layer.weights}
+        inner = {id(v) for v in (w.layer.weights if hasattr(w, "layer") else [])}
         wrapper_state.update(id(v) for v in w.weights if id(v) not in inner)
     final = {id(variable): value for w in wrappers for variable, value in final_values(w)}
     kinds = tuple({type(w) for w in wrappers})
@@ -217,8 +222,11 @@ def unwrap_all(model, wrappers, final_values):
     def unwrap(layer):
         if not isinstance(layer, kinds):
             return None
-        inner = unwrap_layer(layer, final_values(layer))
-        replace_in_place(inner, unwrap)  # A wrapped block can hold wrappers of its own.
+        inner = unwrapped(layer) if unwrapped is not None else None
+        if inner is None:
+            inner = unwrap_layer(layer, final_values(layer))
+        if isinstance(inner, keras.layers.Layer):
+            replace_in_place(inner, unwrap)  # A wrapped block can hold wrappers of its own.
         return inner
 
     return transform_layers(model, unwrap, fallback_weights=unwrapped_weights)

@@ -7,15 +7,17 @@ import keras
 from kcompress import _surgery
 from kcompress._errors import expected_error
 from kcompress.quantization import config as config_lib
-from kcompress.quantization import encoder, fake_quant, quantizers, registry
+from kcompress.quantization import encoder, fake_quant, folding, quantizers, registry
 from kcompress.quantization.attention import QuantizeAttention
 from kcompress.quantization.base import QuantizeBase
+from kcompress.quantization.conv_batch_norm import QuantizeConvBatchNorm
 from kcompress.quantization.kernel import QuantizeKernel
+from kcompress.quantization.operation import QuantizeOperation
 
 
 def quantization_wrappers(model):
     """All quantization wrappers in `model`, nested ones included."""
-    return _surgery.find_layers(model, lambda layer: isinstance(layer, QuantizeBase))
+    return _surgery.find_layers(model, lambda layer: isinstance(layer, (QuantizeBase, QuantizeOperation)))
 
 
 def _per_layer(config, layer_configs):
@@ -92,10 +94,20 @@ def quantize_model(model, config=None, layer_configs=None):
             raise expected_error(f"layer_configs patterns that match layers of '{model.name}'", pattern=pattern)
 
     block_configs = {}  # id(encoder block of the copy) -> the config its original's name chooses
+    # Conv → BatchNormalization [→ ReLU] chains whose conv is quantized train as one folded op.
+    folds = {key: fold for key, fold in folding.find_folds(model).items() if choose(fold.layer)}
+    folded_away = {id(layer) for fold in folds.values() for layer in (fold.batch_norm, fold.activation_layer) if layer}
 
     def wrap(layer, original):
-        if encoder.supports(layer):
+        if isinstance(layer, keras.layers.Layer) and encoder.supports(layer):
             block_configs[id(layer)] = choose(original)
+        if id(original) in folded_away:
+            return folding.FoldedLayer(keras.saving.serialize_keras_object(original), name=original.name)
+        fold = folds.get(id(original))
+        if fold is not None:
+            return QuantizeConvBatchNorm(
+                layer, choose(original), batch_norm=_surgery.copy_layer(fold.batch_norm), activation=fold.activation
+            )
         entry = registry.lookup(layer)
         if entry is None:
             return None
@@ -106,7 +118,7 @@ def quantize_model(model, config=None, layer_configs=None):
         wrapper_class, extra = entry
         return wrapper_class(layer, layer_config, **extra)
 
-    quantized = _surgery.transform_layers(model, wrap, with_originals=True)
+    quantized = _surgery.transform_layers(model, wrap, with_originals=True, operations=True)
     wrappers = quantization_wrappers(quantized)
     if not wrappers:
         raise expected_error(
@@ -114,7 +126,7 @@ def quantize_model(model, config=None, layer_configs=None):
             model=model.name,
         )
     for wrapper in wrappers:
-        if not wrapper.built and wrapper.layer.built:
+        if not wrapper.built and getattr(wrapper, "layer", wrapper).built:
             _build_wrapper(wrapper)
     for wrapper in wrappers:
         if isinstance(wrapper, QuantizeKernel) and _reads_a_view_of_a_quantized_tensor(wrapper):
@@ -241,12 +253,25 @@ def _run_calibrating(model, inputs):
             model(batch, training=False)
 
 
+def _stripped_layer(wrapper):
+    """What stands in a wrapper's place after stripping, when it is not the wrapped layer itself."""
+    if isinstance(wrapper, QuantizeConvBatchNorm):
+        return wrapper.stripped_layer()
+    if isinstance(wrapper, QuantizeOperation):
+        return wrapper.operation
+    if isinstance(wrapper, folding.FoldedLayer):
+        return wrapper.restored()
+    return None
+
+
 def strip_quantization(model):
     """Returns a plain Keras copy of `model` with int8-rounded weights.
 
     Every wrapper is replaced by its layer, whose kernels hold their
-    fake-quantized values; activation ranges are dropped. The result needs
-    nothing from kcompress to load; export the quantization-aware model
+    fake-quantized values; activation ranges are dropped. A
+    BatchNormalization folded into the Conv or Dense before it comes back
+    with statistics that leave its input as is, that layer holding the
+    folded kernel and bias. The result needs nothing from kcompress to load; export the quantization-aware model
     itself to get an int8 `.tflite`.
 
     Example:
@@ -266,6 +291,7 @@ def strip_quantization(model):
         return _surgery.copy_layer(model)
     return _surgery.unwrap_all(
         model,
-        wrappers + encoder_wrappers(model),
+        wrappers + encoder_wrappers(model) + _surgery.find_layers(model, lambda l: isinstance(l, folding.FoldedLayer)),
         lambda wrapper: wrapper.quantized_weights() if isinstance(wrapper, QuantizeBase) else [],
+        _stripped_layer,
     )

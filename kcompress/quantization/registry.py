@@ -5,11 +5,13 @@ import dataclasses
 import keras
 
 from kcompress._layer_table import LayerTable
-from kcompress.quantization import layer_norm
+from kcompress.quantization import affine, layer_norm
+from kcompress.quantization.affine import QuantizeAffine
 from kcompress.quantization.attention import QuantizeAttention
 from kcompress.quantization.embedding import QuantizeEmbedding
 from kcompress.quantization.kernel import QuantizeKernel, QuantizeSeparableConv
 from kcompress.quantization.layer_norm import QuantizeLayerNorm
+from kcompress.quantization.operation import QuantizeOperation
 from kcompress.quantization.output import QuantizeOutput
 
 
@@ -44,6 +46,9 @@ QUANTIZABLE = LayerTable(
         _L.Embedding: Quantizable(QuantizeEmbedding),
         _L.MultiHeadAttention: Quantizable(QuantizeAttention),
         _L.LayerNormalization: Quantizable(QuantizeLayerNorm, supports=layer_norm.supports),
+        _L.Rescaling: Quantizable(QuantizeAffine, supports=affine.supports),
+        _L.Normalization: Quantizable(QuantizeAffine, supports=affine.supports),
+        _L.BatchNormalization: Quantizable(QuantizeAffine, supports=affine.supports),
         _L.Add: Quantizable(QuantizeOutput),
         _L.Subtract: Quantizable(QuantizeOutput),
         _L.Multiply: Quantizable(QuantizeOutput),
@@ -60,6 +65,19 @@ QUANTIZABLE = LayerTable(
     by_name={"keras_hub.PositionEmbedding": Quantizable(QuantizeOutput, {"constant": True})},
 )
 
+
+# Stateless Keras operations of a functional graph (``x + 3.0``) whose output gets a range.
+OPERATIONS = LayerTable(
+    {},
+    by_name={
+        f"keras.src.ops.numpy.{name}": QuantizeOperation
+        for name in ("Add", "Subtract", "Multiply", "Divide", "TrueDivide", "Mean")
+    }
+    | {
+        f"keras.src.ops.nn.{name}": QuantizeOperation
+        for name in ("Relu", "Relu6", "Sigmoid", "HardSigmoid", "HardSilu")
+    },
+)
 
 # Keras operations and layers (by class name) that only select or move values: the int8
 # graph runs them on their input's scale, so their output is as quantized as their input.
@@ -79,7 +97,7 @@ def is_view(operation):
 
 
 def lookup(layer):
-    """The wrapper for `layer` as ``(class, extra arguments)``, or None to stay float.
+    """The wrapper for `layer` (or a functional graph's op) as ``(class, extra arguments)``, or None to stay float.
 
     Example:
 
@@ -88,6 +106,9 @@ def lookup(layer):
     >>> lookup(keras.layers.Dropout(0.1)) is None
     True
     """
+    if not isinstance(layer, keras.layers.Layer):
+        wrapper = OPERATIONS.lookup(type(layer))
+        return None if wrapper is None else (wrapper, {})
     entry = QUANTIZABLE.lookup(type(layer))
     if entry is None or (entry.supports is not None and not entry.supports(layer)):
         return None
