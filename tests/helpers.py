@@ -41,6 +41,22 @@ def functional_cnn():
     return keras.Model(inputs, keras.layers.Dense(2)(x))
 
 
+def mobile_cnn(seed=0):
+    """A MobileNetV3-like CNN on [0, 255] pixels: Rescaling, Conv → BN → ReLU6, a hard-sigmoid written
+    with ops (``relu6(x + 3) / 6``) gating a squeeze-excite Multiply, a residual Add → ReLU."""
+    keras.utils.set_random_seed(seed)
+    inputs = keras.Input((8, 8, 3))
+    x = keras.layers.Rescaling(1 / 127.5, offset=-1.0)(inputs)
+    x = keras.layers.Conv2D(8, 3, padding="same", use_bias=False)(x)
+    x = keras.layers.ReLU(6.0)(keras.layers.BatchNormalization()(x))
+    gate = keras.layers.Conv2D(8, 1)(keras.layers.GlobalAveragePooling2D(keepdims=True)(x))
+    gate = keras.layers.ReLU(6.0)(gate + 3.0) * (1.0 / 6.0)
+    y = keras.layers.Multiply()([x, gate])
+    y = keras.layers.BatchNormalization()(keras.layers.DepthwiseConv2D(3, padding="same")(y))
+    x = keras.layers.ReLU()(keras.layers.Add()([x, y]))
+    return keras.Model(inputs, keras.layers.Dense(3)(keras.layers.GlobalAveragePooling2D()(x)))
+
+
 def functional_attention():
     inputs = keras.Input((6, 16))
     x = keras.layers.MultiHeadAttention(num_heads=2, key_dim=8)(inputs, inputs)

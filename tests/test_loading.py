@@ -22,7 +22,7 @@ from kcompress import _registration, clustering, pruning, quantization, structur
 from kcompress.distillation import Distiller
 from tests.clustering.chelpers import named_mlp
 from tests.distillation.conftest import bert, labels, tokens
-from tests.helpers import bert_inputs, mlp, tiny_bert_classifier
+from tests.helpers import bert_inputs, mlp, mobile_cnn, tiny_bert_classifier
 from tests.structured.shelpers import inputs, tiny_classifier
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -71,11 +71,15 @@ def _kinds():
     qat_bert = quantization.quantize_model(tiny_bert_classifier())
     quantization.calibrate(qat_bert, ids)
     distiller = _distiller()
+    pixels = rng.uniform(0, 255, (8, 8, 8, 3)).astype("float32")
+    qat_cnn = quantization.quantize_model(mobile_cnn())
+    quantization.calibrate(qat_cnn, pixels)
     return {
         "pruning": (_fit_pruned(pruning.prune_low_magnitude(mlp(), sparsity_schedule=schedule), x, y), x),
         "pruning_keras_hub": (pruning.prune_low_magnitude(tiny_bert_classifier(), sparsity_schedule=schedule), ids),
         "qat": (quantization.quantize_model(mlp()), x),
         "qat_calibrated_keras_hub": (qat_bert, ids),
+        "qat_cnn_folded": (qat_cnn, pixels),
         "clustering": (clustering.cluster_weights(named_mlp(), number_of_clusters=4), x),
         "structured": (
             structured.prune_transformer(tiny_classifier(), heads=0.5, ffn=0.5, importance="magnitude", verbose=0),

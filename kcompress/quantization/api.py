@@ -13,6 +13,7 @@ from kcompress.quantization.base import QuantizeBase
 from kcompress.quantization.conv_batch_norm import QuantizeConvBatchNorm
 from kcompress.quantization.kernel import QuantizeKernel
 from kcompress.quantization.operation import QuantizeOperation
+from kcompress.quantization.output import QuantizeOutput
 
 
 def quantization_wrappers(model):
@@ -95,7 +96,11 @@ def quantize_model(model, config=None, layer_configs=None):
 
     block_configs = {}  # id(encoder block of the copy) -> the config its original's name chooses
     # Conv → BatchNormalization [→ ReLU] chains whose conv is quantized train as one folded op.
-    folds = {key: fold for key, fold in folding.find_folds(model).items() if choose(fold.layer)}
+    folds = {
+        key: fold
+        for key, fold in folding.find_folds(model).items()
+        if choose(fold.layer) and registry.lookup(fold.layer) is not None
+    }
     folded_away = {id(layer) for fold in folds.values() for layer in (fold.batch_norm, fold.activation_layer) if layer}
 
     def wrap(layer, original):
@@ -104,7 +109,7 @@ def quantize_model(model, config=None, layer_configs=None):
         if id(original) in folded_away:
             return folding.FoldedLayer(keras.saving.serialize_keras_object(original), name=original.name)
         fold = folds.get(id(original))
-        if fold is not None:
+        if fold is not None and fold.batch_norm is not None:
             return QuantizeConvBatchNorm(
                 layer, choose(original), batch_norm=_surgery.copy_layer(fold.batch_norm), activation=fold.activation
             )
@@ -116,6 +121,11 @@ def quantize_model(model, config=None, layer_configs=None):
         if layer_config is None:
             return None
         wrapper_class, extra = entry
+        if fold is not None:  # A ReLU layer after it runs inside its int8 op: one range, after the ReLU.
+            if wrapper_class is QuantizeOutput:
+                extra["activation"] = fold.activation
+            else:
+                layer.activation = keras.activations.get(fold.activation)
         return wrapper_class(layer, layer_config, **extra)
 
     quantized = _surgery.transform_layers(model, wrap, with_originals=True, operations=True)
@@ -258,7 +268,7 @@ def _stripped_layer(wrapper):
     if isinstance(wrapper, QuantizeConvBatchNorm):
         return wrapper.stripped_layer()
     if isinstance(wrapper, QuantizeOperation):
-        return wrapper.operation
+        return wrapper.unquantized()
     if isinstance(wrapper, folding.FoldedLayer):
         return wrapper.restored()
     return None

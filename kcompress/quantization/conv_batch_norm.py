@@ -7,8 +7,6 @@ from kcompress._errors import expected_error
 from kcompress.quantization import fake_quant, folding, quantizers
 from kcompress.quantization.kernel import QuantizeKernel
 
-_ACTIVATIONS = {None: lambda y: y, "relu": ops.relu, "relu6": ops.relu6}
-
 
 @keras.saving.register_keras_serializable(package="kcompress")
 class QuantizeConvBatchNorm(QuantizeKernel):
@@ -58,7 +56,7 @@ class QuantizeConvBatchNorm(QuantizeKernel):
             )
         if not isinstance(batch_norm, keras.layers.BatchNormalization):
             raise expected_error("batch_norm to be a keras.layers.BatchNormalization", batch_norm=batch_norm)
-        if activation not in _ACTIVATIONS:
+        if activation not in folding.ACTIVATIONS:
             raise expected_error("activation None, 'relu' or 'relu6'", activation=activation)
         if layer.activation is not keras.activations.linear:
             raise expected_error(
@@ -154,7 +152,7 @@ class QuantizeConvBatchNorm(QuantizeKernel):
                 axes = self._axes if self.config.per_channel else None
                 bias = fake_quant.bias_on_grid(bias, step, kernel, axes, self.config.weight_bits)
             y = self._linear(x, kernel) + bias
-        y = _ACTIVATIONS[self.activation](y)
+        y = folding.ACTIVATIONS[self.activation](y)
         return self._quantizers["output"](y, training=training)
 
     def stripped_layer(self):

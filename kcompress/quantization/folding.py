@@ -1,4 +1,4 @@
-"""Which BatchNormalization layers fold into the layer before them, and which ReLU goes along.
+"""Which BatchNormalization layers fold into the layer before them, and which ReLU layers fuse.
 
 In a functional or Sequential graph, ``Conv2D → BatchNormalization →
 ReLU6`` is one CONV_2D in the int8 file: the converter folds the
@@ -25,6 +25,13 @@ FOLDABLE = LayerTable(
         _L.DepthwiseConv2D: lambda kernel_shape: kernel_shape[-2:],
     }
 )
+# The activations a fused chain can end with: name -> function.
+ACTIVATIONS = {None: lambda y: y, "relu": keras.ops.relu, "relu6": keras.ops.relu6}
+
+# Layers whose TFLite op has a fused activation: a ReLU / ReLU6 layer reading them is one op with them.
+FUSES_ACTIVATION = LayerTable(
+    {_L.Dense: True, _L.Conv1D: True, _L.Conv2D: True, _L.DepthwiseConv2D: True, _L.Add: True, _L.Subtract: True}
+)
 
 
 def channel_shape(layer):
@@ -38,13 +45,14 @@ class Fold:
 
     Attributes:
         layer: The Conv/Dense layer.
-        batch_norm: The `BatchNormalization` layer folded into the layer.
+        batch_norm: The `BatchNormalization` layer folded into the layer, or
+            None when only an activation is fused.
         activation_layer: The ReLU / ReLU6 layer after it, or None.
         activation: ``"relu"``, ``"relu6"`` or None: what the layer then ends with.
     """
 
     layer: object
-    batch_norm: object
+    batch_norm: object = None
     activation_layer: object = None
     activation: str = None
 
@@ -97,13 +105,22 @@ def channels_last_batch_norm(layer, rank=None):
     return axis == -1 or (rank is not None and axis == rank - 1)
 
 
-def find_folds(model):
-    """``id(layer) -> Fold`` for each foldable chain in `model` and the plain graphs nested in it.
+def _linear_channels_last(layer):
+    return (
+        getattr(layer, "activation", keras.activations.linear) is keras.activations.linear
+        and getattr(layer, "data_format", "channels_last") == "channels_last"
+    )
 
-    A chain folds when the layer (Dense, Conv1D, Conv2D, DepthwiseConv2D;
-    linear activation, channels last) is called once and its output goes
-    only to a `BatchNormalization` over the last axis, called once. A
-    ReLU or ReLU6 that alone reads the normalization's output is fused too.
+
+def find_folds(model):
+    """``id(layer) -> Fold`` for each chain in `model` (and the plain graphs nested in it) that is one int8 op.
+
+    A BatchNormalization folds into the layer before it (Dense, Conv1D,
+    Conv2D, DepthwiseConv2D; linear activation, channels last) when that
+    layer is called once and its output goes only to the normalization
+    (over the last axis, called once). A ReLU or ReLU6 layer that alone
+    reads the output of such a chain, of one of those layers, or of an Add
+    or Subtract is fused into it: TFLite runs it inside that op.
 
     Example:
 
@@ -120,19 +137,18 @@ def find_folds(model):
         nodes = {id(node) for depth in graph._nodes_by_depth.values() for node in depth}
         outputs = {id(t) for t in graph.outputs}
         for layer in graph.operations:
-            if (
-                FOLDABLE.lookup(type(layer)) is None
-                or getattr(layer, "activation", None) is not keras.activations.linear
-            ):
+            if FUSES_ACTIVATION.lookup(type(layer)) is None or not _linear_channels_last(layer):
                 continue
-            if getattr(layer, "data_format", "channels_last") != "channels_last":
-                continue
-            batch_norm = _single_consumer(layer, nodes, outputs)
-            if batch_norm is None or not channels_last_batch_norm(batch_norm, len(layer.output.shape)):
-                continue
-            after = _single_consumer(batch_norm, nodes, outputs)
+            last = layer
+            batch_norm = _single_consumer(layer, nodes, outputs) if FOLDABLE.lookup(type(layer)) else None
+            if batch_norm is not None and channels_last_batch_norm(batch_norm, len(layer.output.shape)):
+                last = batch_norm
+            else:
+                batch_norm = None
+            after = _single_consumer(last, nodes, outputs)
             activation = fused_activation(after) if after is not None else None
-            folds[id(layer)] = Fold(layer, batch_norm, after if activation else None, activation)
+            if batch_norm is not None or activation is not None:
+                folds[id(layer)] = Fold(layer, batch_norm, after if activation else None, activation)
     return folds
 
 

@@ -1,5 +1,7 @@
 """`QuantizeOperation`: a range for the output of a Keras op in a functional graph (``x + 3.0``)."""
 
+import functools
+
 import keras
 
 from kcompress._errors import expected_error
@@ -15,7 +17,7 @@ class QuantizeOperation(keras.layers.Layer):
     (1 / 6)``, MobileNetV3's hard-sigmoid) has tensors no layer produces;
     the int8 graph needs a range for each (ADD, MUL, ...). `quantize_model`
     puts one of these in place of each arithmetic op (`registry.OPERATIONS`);
-    `strip_quantization` puts the op back.
+    `strip_quantization` puts the op back (`unquantized`).
 
     Args:
         operation: The `keras.Operation` (e.g. the ``Add`` of ``x + 3.0``).
@@ -60,10 +62,14 @@ class QuantizeOperation(keras.layers.Layer):
         return super().__call__(tensors, template=template, **kwargs)
 
     def call(self, tensors, template=None, training=None, **kwargs):
-        return self.output_quantizer(self.operation(*_fill(template, tensors), **kwargs), training=training)
+        return self.output_quantizer(_run(self.operation, tensors, template, **kwargs), training=training)
 
     def compute_output_spec(self, tensors, template=None, training=None, **kwargs):
         return self.operation.compute_output_spec(*_fill(template, tensors), **kwargs)
+
+    def unquantized(self):
+        """A callable that runs the operation alone, taking this layer's call arguments (for stripping)."""
+        return functools.partial(_run, self.operation)
 
     def quantized_weights(self, compiled=False):
         """No weights: ``[]`` (as the layer wrappers' method, for stripping)."""
@@ -85,6 +91,10 @@ class QuantizeOperation(keras.layers.Layer):
 
 def _is_tensor(value):
     return isinstance(value, keras.KerasTensor) or keras.ops.is_tensor(value) or hasattr(value, "__array__")
+
+
+def _run(operation, tensors, template=None, **kwargs):
+    return operation(*_fill(template, tensors), **kwargs)
 
 
 def _fill(template, tensors):

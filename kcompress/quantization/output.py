@@ -3,7 +3,8 @@
 import keras
 from keras import ops
 
-from kcompress.quantization import fake_quant, fixed_ranges, quantizers
+from kcompress._errors import expected_error
+from kcompress.quantization import fake_quant, fixed_ranges, folding, quantizers
 from kcompress.quantization.base import QuantizeBase
 
 # Merges the int8 graph computes pairwise, left to right: each partial result has a range.
@@ -31,8 +32,11 @@ class QuantizeOutput(QuantizeBase):
     2.0
     """
 
-    def __init__(self, layer, config=None, constant=False, inputs=None, **kwargs):
+    def __init__(self, layer, config=None, constant=False, inputs=None, activation=None, **kwargs):
         super().__init__(layer, config, **kwargs)
+        if activation not in folding.ACTIVATIONS:
+            raise expected_error("activation None, 'relu' or 'relu6'", activation=activation)
+        self.activation = activation
         self.constant = bool(constant)
         if not self.constant:
             fixed = None
@@ -81,9 +85,9 @@ class QuantizeOutput(QuantizeBase):
             y = combine(y, inputs[-1])
         else:
             y = self.layer(inputs, **kwargs)
-        return self._quantizers["output"](y, training=training)
+        return self._quantizers["output"](folding.ACTIVATIONS[self.activation](y), training=training)
 
     def get_config(self):
         config = super().get_config()
-        config.update({"constant": self.constant, "inputs": self.inputs})
+        config.update({"constant": self.constant, "inputs": self.inputs, "activation": self.activation})
         return config

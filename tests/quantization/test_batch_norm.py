@@ -9,7 +9,7 @@ from kcompress import clustering, pruning, quantization
 from kcompress.quantization import folding
 from kcompress.quantization.affine import QuantizeAffine
 from kcompress.quantization.conv_batch_norm import QuantizeConvBatchNorm
-from tests.helpers import save_and_load
+from tests.helpers import mobile_cnn, save_and_load
 from tests.quantization.qhelpers import fit, outputs
 
 
@@ -191,3 +191,19 @@ def test_conv_batch_norm_rejects_a_layer_it_cannot_fold_into():
         QuantizeConvBatchNorm(keras.layers.Embedding(4, 2), batch_norm=keras.layers.BatchNormalization())
     with pytest.raises(ValueError, match="Expected activation None, 'relu' or 'relu6'"):
         QuantizeConvBatchNorm(keras.layers.Dense(2), batch_norm=keras.layers.BatchNormalization(), activation="gelu")
+
+
+def test_every_cnn_op_gets_its_int8_range_and_round_trips(images, tmp_path):
+    model = mobile_cnn()
+    qat = quantization.quantize_model(model)
+    kinds = [type(layer).__name__ for layer in qat.layers]
+    assert {"QuantizeAffine", "QuantizeConvBatchNorm", "QuantizeOperation", "FoldedLayer"} <= set(kinds)
+    pixels = (images - images.min()) / np.ptp(images) * 255
+    quantization.calibrate(qat, pixels)
+    np.testing.assert_array_equal(outputs(save_and_load(qat), pixels), outputs(qat, pixels))
+    conversion = tflite_export.convert(qat, tmp_path / "mobile.tflite", mode="int8")
+    assert conversion.model.is_full_integer() and conversion.float_ops == {}
+    check = tflite_export.verify(qat, tmp_path / "mobile.tflite", pixels)
+    assert check.max_diff_in_steps <= 1.0 + 1e-6
+    stripped = quantization.strip_quantization(qat)
+    assert not any(type(layer).__module__.startswith("kcompress") for layer in stripped._flatten_layers())
