@@ -103,7 +103,7 @@ def to_onnx(
     input_signature=None,
     opset=17,
     check_data=None,
-    batch_size=1,
+    batch_size=None,
     quantize_weights_per_channel=None,
 ):
     """Exports a Keras 3 model to ONNX and checks it with onnxruntime.
@@ -141,8 +141,8 @@ def to_onnx(
             arrays shaped like the model inputs with any number of rows. `None`
             draws random inputs: normal floats, integers in {0, 1}, ones for
             integer inputs whose name contains ``"mask"``, 8 for unknown sizes.
-        batch_size: The static batch dimension of the graph, or `None` for a
-            dynamic one, named ``"batch"`` in every input and output. Check
+        batch_size: `None` (the default) for a dynamic batch dimension, named
+            ``"batch"`` in every input and output, or a static size. Check
             data is fed in chunks of this size (all at once when dynamic).
         quantize_weights_per_channel: Store the 2-D MatMul / Gemm weights and
             Conv kernels as int8 -> DequantizeLinear (symmetric, zero point
@@ -162,7 +162,7 @@ def to_onnx(
     >>> model = keras.Sequential([keras.Input((4,), name="x"), keras.layers.Dense(2)])
     >>> result = to_onnx(model, os.path.join(tempfile.mkdtemp(), "model.onnx"))
     >>> result.inputs, result.outputs
-    ((('x', (1, 4), 'float32'),), (('output', (1, 2), 'float32'),))
+    ((('x', (None, 4), 'float32'),), (('output', (None, 2), 'float32'),))
     >>> result.max_abs_diff < 1e-5
     True
     """

@@ -81,7 +81,7 @@ def test_functional_cnn_random_inputs(tmp_path):
     result = to_onnx(functional_cnn(), tmp_path / "cnn.onnx")
     assert result.max_abs_diff < 1e-5
     assert result.op_counts["Conv"] == 4
-    assert result.inputs[0][1] == (1, 8, 8, 4)
+    assert result.inputs[0][1] == (None, 8, 8, 4)  # Dynamic batch unless batch_size= is given.
 
 
 def test_subclassed_model_needs_signature_or_data(tmp_path):
