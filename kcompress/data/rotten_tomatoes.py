@@ -20,7 +20,7 @@ import os
 import numpy as np
 
 from kcompress._errors import check_int
-from kcompress.data._installed import installed_package_dirs
+from kcompress.data._installed import installed_file
 from kcompress.data._splits import SPLITS, readonly, seeded_splits
 
 LABELS = {"rotten": 0, "fresh": 1}
@@ -184,16 +184,7 @@ def corpus_path():
     >>> corpus_path().endswith("rotten_tomatoes_corpus_full.csv.bz2")
     True
     """
-    locations = installed_package_dirs(_PACKAGE, "The Rotten Tomatoes corpus", _PIP_HINT)
-    candidates = [os.path.join(loc, _CORPUS_RELPATH) for loc in locations]
-    for candidate in candidates:
-        if os.path.isfile(candidate):
-            return os.path.abspath(candidate)
-    raise FileNotFoundError(
-        "Expected the Rotten Tomatoes corpus file at "
-        f"{' or '.join(candidates)}. Received: no such file in the installed "
-        f"`{_PACKAGE}` package. Reinstall it with `{_PIP_HINT}`."
-    )
+    return installed_file(_PACKAGE, _CORPUS_RELPATH, "the Rotten Tomatoes corpus", _PIP_HINT)
 
 
 @functools.lru_cache(maxsize=4)
