@@ -9,6 +9,7 @@ from kcompress.quantization import affine, layer_norm
 from kcompress.quantization.affine import QuantizeAffine
 from kcompress.quantization.attention import QuantizeAttention
 from kcompress.quantization.embedding import QuantizeEmbedding
+from kcompress.quantization.folding import FoldedLayer
 from kcompress.quantization.kernel import QuantizeKernel, QuantizeSeparableConv
 from kcompress.quantization.layer_norm import QuantizeLayerNorm
 from kcompress.quantization.operation import QuantizeOperation
@@ -81,7 +82,12 @@ OPERATIONS = LayerTable(
 
 # Keras operations and layers (by class name) that only select or move values: the int8
 # graph runs them on their input's scale, so their output is as quantized as their input.
-VIEWS = ("GetItem", "Slice", "Reshape", "Squeeze", "ExpandDims", "Transpose", "Flatten", "Permute")
+# Padding adds zeros (on every grid), max pooling and dropout (in inference) pass values through.
+VIEWS = (
+    "GetItem", "Slice", "Reshape", "Squeeze", "ExpandDims", "Transpose", "Flatten", "Permute",
+    "ZeroPadding1D", "ZeroPadding2D", "ZeroPadding3D", "Cropping1D", "Cropping2D",
+    "MaxPooling1D", "MaxPooling2D", "GlobalMaxPooling1D", "GlobalMaxPooling2D", "Dropout", "SpatialDropout2D",
+)  # fmt: skip
 
 
 def is_view(operation):
@@ -92,6 +98,8 @@ def is_view(operation):
     >>> is_view(keras.layers.Reshape((4,))), is_view(keras.layers.Dense(2))
     (True, False)
     """
+    if isinstance(operation, FoldedLayer):  # Where a folded BatchNormalization or fused ReLU was.
+        return True
     cls = type(operation)
     return cls.__name__ in VIEWS and cls.__module__.startswith("keras.")
 

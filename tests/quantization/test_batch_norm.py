@@ -207,3 +207,19 @@ def test_every_cnn_op_gets_its_int8_range_and_round_trips(images, tmp_path):
     assert check.max_diff_in_steps <= 1.0 + 1e-6
     stripped = quantization.strip_quantization(qat)
     assert not any(type(layer).__module__.startswith("kcompress") for layer in stripped._flatten_layers())
+
+
+def test_padding_after_a_folded_chain_keeps_its_scale_into_the_next_conv(tmp_path):
+    inputs = keras.Input((8, 8, 3))
+    x = keras.layers.Conv2D(8, 3, padding="same", use_bias=False)(inputs)
+    x = keras.layers.ReLU(6.0)(keras.layers.BatchNormalization()(x))
+    x = keras.layers.DepthwiseConv2D(3, name="dw")(keras.layers.ZeroPadding2D(1)(x))
+    model = keras.Model(inputs, keras.layers.Dense(4)(keras.layers.GlobalAveragePooling2D()(x)))
+    data = np.random.default_rng(0).uniform(-1, 1, (16, 8, 8, 3)).astype("float32")
+    qat = quantization.quantize_model(model)
+    # The int8 PAD keeps its input's scale: the conv after it must not learn a range of its own
+    # (training would move it away from the ReLU6's, and the file could not hold both).
+    assert qat.get_layer("quant_dw").quantize_input is False
+    quantization.calibrate(qat, data)
+    tflite_export.convert(qat, tmp_path / "pad.tflite", mode="int8")
+    assert tflite_export.compare_tensors(qat, tmp_path / "pad.tflite", data, max_examples=4).first_drift() is None
