@@ -37,7 +37,7 @@ test-large: venv
 	$(PYTEST) -m large tests
 
 bench: venv
-	for script in pruning_overhead qat_overhead distillation_speed tflite_minilm distill_minilm structured_minilm int8_error_budget int8_op_profile int8_in_place; do \
+	for script in pruning_overhead qat_overhead distillation_speed tflite_minilm distill_minilm structured_minilm int8_error_budget int8_op_profile int8_in_place sparse_latency cnn_edge; do \
 		TF_CPP_MIN_LOG_LEVEL=3 $(BIN)/python benchmarks/$$script.py || exit 1; done
 	$(BIN)/python benchmarks/build_docs.py
 

@@ -42,6 +42,10 @@ ABOUT = {
     "graph timed (see [int8.md](int8.md#where-the-int8-time-goes)).",
     "sparse_latency": "MobileNetV2 with its 1x1 convolutions pruned to 75% by `pruning.XNNPackSparse`: dense "
     "vs `convert(sparse=True)` float32 files, size and LiteRT latency (see [xnnpack_sparse.md](xnnpack_sparse.md)).",
+    "cnn_edge": "MobileNetV2 (alpha 0.35, 96x96) trained on the shipped MNIST digits, compressed for the edge: "
+    "float32, dynamic-range, int8 PTQ, int8 QAT (kcompress and tfmot) and 75%-pruned sparse float32 "
+    "(`pruning.XNNPackSparse` and tfmot's `PruneForLatencyOnXNNPack`): size, LiteRT latency, accuracy of each "
+    "`.tflite`, Edge-TPU-mappable ops, and the issue's targets checked.",
 }
 # Results measured by an earlier form of the code than their script has now.
 CAVEATS = {

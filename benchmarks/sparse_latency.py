@@ -48,9 +48,13 @@ def _divisible(value, by=8):
     return max(by, int(value + by / 2) // by * by)
 
 
-def xnnpack_ready_mobilenet_v2(alpha, size, classes):
-    """MobileNetV2 with ZeroPadding2D(1) + 'valid' before each stride-2 convolution (padding 1 on every side)."""
-    import keras
+def xnnpack_ready_mobilenet_v2(alpha, size, classes, keras=None):
+    """MobileNetV2 with ZeroPadding2D(1) + 'valid' before each stride-2 convolution (padding 1 on every side).
+
+    Built with Keras 3 unless `keras` is another module with the same layers (``tf_keras`` for tfmot).
+    """
+    if keras is None:
+        import keras
 
     L = keras.layers
 
