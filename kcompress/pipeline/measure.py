@@ -4,6 +4,7 @@ import gzip
 import os
 import tempfile
 
+import keras
 import numpy as np
 
 import tflite_export
@@ -64,8 +65,19 @@ def weight_count(model):
 
 
 def accuracy(model, x, y, batch_size=64):
-    """Keras test accuracy of a logits model on token arrays."""
-    predictions = model.predict(x, batch_size=batch_size, verbose=0)
+    """Keras test accuracy of a classifier on token arrays (a dict) or images.
+
+    The rows are padded to whole batches (one traced predict step, not one
+    more for a short last batch), and a single array goes in the structure
+    the model was built with (a `keras.applications` model built on
+    ``input_tensor=`` takes a list of one).
+    """
+    n = len(np.asarray(y))
+    padding = -n % batch_size
+    x = keras.tree.map_structure(lambda a: np.concatenate([a, np.repeat(a[-1:], padding, axis=0)]), x)
+    if not isinstance(x, (dict, list)) and isinstance(getattr(model, "_inputs_struct", None), list):
+        x = [x]
+    predictions = model.predict(x, batch_size=batch_size, verbose=0)[:n]
     return float(np.mean(np.argmax(predictions, axis=-1) == np.asarray(y)))
 
 
