@@ -17,6 +17,7 @@ import numpy as np
 from ai_edge_litert.tools import flatbuffer_utils
 
 from kcompress._errors import check_int, expected_error
+from kcompress._inputs import as_model_inputs
 from kcompress.quantization import fake_quant, quantization_wrappers
 from tflite_export._runner import Runner, quantize, read_model
 from tflite_export.float_ops import _data, _is_int8
@@ -123,7 +124,7 @@ def compare_tensors(model, path, data, max_examples=8):
     for start in range(0, n - n % batch, batch):
         example = _rows(x, start, start + batch)
         with fake_quant.recording() as records:
-            model(example, training=False)
+            model(as_model_inputs(model, example), training=False)
         runner.run(example)
         lite = {i: runner.interpreter.get_tensor(i).astype(np.int64) for i in names}
         keep = _real_positions(example)

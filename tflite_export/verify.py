@@ -13,6 +13,7 @@ import numpy as np
 import tensorflow as tf
 
 from kcompress._errors import check_int, expected_error
+from kcompress._inputs import as_model_inputs
 from tflite_export import _signature as _signatures
 from tflite_export._runner import Runner
 
@@ -181,7 +182,7 @@ def _keras_outputs(model, x, n):
     """Runs Keras in chunks; returns the single output as float64."""
     chunks = []
     for start in range(0, n, _KERAS_CHUNK):
-        out = model(_rows(x, start, min(start + _KERAS_CHUNK, n)), training=False)
+        out = model(as_model_inputs(model, _rows(x, start, min(start + _KERAS_CHUNK, n))), training=False)
         if isinstance(out, dict):
             out = list(out.values())
         if isinstance(out, (list, tuple)):

@@ -8,6 +8,7 @@ import keras
 import numpy as np
 
 import tflite_export
+from kcompress._inputs import as_model_inputs
 
 
 def file_sizes(directory, names=None):
@@ -75,9 +76,7 @@ def accuracy(model, x, y, batch_size=64):
     n = len(np.asarray(y))
     padding = -n % batch_size
     x = keras.tree.map_structure(lambda a: np.concatenate([a, np.repeat(a[-1:], padding, axis=0)]), x)
-    if not isinstance(x, (dict, list)) and isinstance(getattr(model, "_inputs_struct", None), list):
-        x = [x]
-    predictions = model.predict(x, batch_size=batch_size, verbose=0)[:n]
+    predictions = model.predict(as_model_inputs(model, x), batch_size=batch_size, verbose=0)[:n]
     return float(np.mean(np.argmax(predictions, axis=-1) == np.asarray(y)))
 
 

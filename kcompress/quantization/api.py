@@ -6,6 +6,7 @@ import keras
 
 from kcompress import _surgery
 from kcompress._errors import expected_error
+from kcompress._inputs import as_model_inputs
 from kcompress.quantization import config as config_lib
 from kcompress.quantization import encoder, fake_quant, folding, quantizers, registry
 from kcompress.quantization.attention import QuantizeAttention
@@ -260,7 +261,7 @@ def calibrate(model, data, steps=None):
 def _run_calibrating(model, inputs):
     with quantizers.calibrating():
         for batch in inputs:
-            model(batch, training=False)
+            model(as_model_inputs(model, batch), training=False)
 
 
 def _stripped_layer(wrapper):

@@ -4,8 +4,10 @@ import contextlib
 import types
 import warnings
 
+import keras
 import numpy as np
 
+import tflite_export
 from kcompress import pruning, quantization
 from kcompress.pipeline import measure, stages
 from tests.helpers import bert_inputs, tiny_bert_classifier
@@ -58,3 +60,16 @@ def test_a_keras_hub_task_trains_saves_and_loads_without_warning(tmp_path):
     assert int(model.optimizer.iterations) == 2 and model.optimizer.built  # Trained, and keeps its optimizer.
     x = context.tokens.x_train
     np.testing.assert_allclose(loaded.predict(x, verbose=0), model.predict(x, verbose=0), atol=1e-6)
+
+
+def test_a_model_built_on_a_list_of_one_input_is_measured_calibrated_and_verified_quietly(tmp_path):
+    inputs = keras.Input((4, 4, 3))  # As keras.applications builds a model on input_tensor=: a list of one.
+    model = keras.Model([inputs], keras.layers.Dense(3)(keras.layers.Flatten()(inputs)))
+    x, y = np.random.default_rng(0).normal(size=(10, 4, 4, 3)).astype("float32"), np.arange(10) % 3
+    qat = quantization.quantize_model(model)
+    with no_user_warning():
+        accuracy = measure.accuracy(model, x, y, batch_size=4)
+        quantization.calibrate(qat, x)
+        tflite_export.convert(qat, tmp_path / "listed.tflite", mode="int8")
+        check = tflite_export.verify(qat, tmp_path / "listed.tflite", x)
+    assert 0.0 <= accuracy <= 1.0 and check.examples == 10
