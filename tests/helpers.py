@@ -57,6 +57,23 @@ def mobile_cnn(seed=0):
     return keras.Model(inputs, keras.layers.Dense(3)(keras.layers.GlobalAveragePooling2D()(x)))
 
 
+def mobilenet_like(first=None, middle=None, size=16, channels=3, pool=True):
+    """A CNN XNNPACK can run sparse: ZeroPadding2D(1) + Conv 3x3 s2 -> [depthwise 3x3 -> 1x1 conv] x 2
+    -> GlobalAveragePooling2D -> Dense. `first` / `middle` replace the stem / add layers (for refusals)."""
+    layers = keras.layers
+    x = inputs = keras.Input((size, size, channels))
+    x = first(x) if first else layers.Conv2D(8, 3, strides=2, name="stem")(layers.ZeroPadding2D(1)(x))
+    x = layers.ReLU(6.0)(layers.BatchNormalization()(x))
+    x = layers.DepthwiseConv2D(3, padding="same", name="dw_1")(x)
+    x = layers.Conv2D(16, 1, name="pw_1")(layers.ReLU(6.0)(layers.BatchNormalization()(x)))
+    x = middle(x) if middle else x
+    x = layers.DepthwiseConv2D(3, strides=2, name="dw_2")(layers.ZeroPadding2D(1)(layers.ReLU(6.0)(x)))
+    x = layers.Conv2D(16, 1, name="pw_2")(x)
+    x = layers.Add()([x, layers.Conv2D(16, 1, name="pw_3")(layers.ReLU()(x))])
+    x = layers.GlobalAveragePooling2D()(x) if pool else layers.Flatten()(x)
+    return keras.Model(inputs, layers.Dense(4, name="classifier")(x))
+
+
 def functional_attention():
     inputs = keras.Input((6, 16))
     x = keras.layers.MultiHeadAttention(num_heads=2, key_dim=8)(inputs, inputs)

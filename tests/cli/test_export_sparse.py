@@ -4,24 +4,17 @@ import keras
 import numpy as np
 
 from tests.cli.clihelpers import assert_usage_error
+from tests.helpers import mobilenet_like
 
 L = keras.layers
 
 
 def test_sparse_writes_densify_ops(cli, tmp_path):
     keras.utils.set_random_seed(0)
-    model = keras.Sequential(
-        [
-            keras.Input((8, 8, 3)),
-            L.ZeroPadding2D(1),
-            L.Conv2D(4, 3, strides=2),
-            L.Conv2D(32, 1, name="pw"),
-            L.GlobalAveragePooling2D(),
-            L.Dense(2),
-        ]
-    )
-    kernel = model.get_layer("pw").kernel
-    kernel.assign(np.where(np.arange(kernel.shape[-1]) % 4 == 0, keras.ops.convert_to_numpy(kernel), 0.0))
+    model = mobilenet_like()
+    for name in ("pw_1", "pw_2", "pw_3"):
+        kernel = model.get_layer(name).kernel
+        kernel.assign(np.where(np.arange(kernel.shape[-1]) % 4 == 0, keras.ops.convert_to_numpy(kernel), 0.0))
     model.save(tmp_path / "cnn.keras")
     run = cli("export", "--model", tmp_path / "cnn.keras", "--sparse")
     assert run.code == 0, run.err

@@ -5,24 +5,9 @@ import numpy as np
 import pytest
 
 from kcompress import pruning
-from tests.helpers import run_serialization_test, save_and_load, subclassed_mlp
+from tests.helpers import mobilenet_like, run_serialization_test, save_and_load, subclassed_mlp
 
 L = keras.layers
-
-
-def mobilenet_like(first=None, middle=None, size=16, channels=3, pool=True):
-    """ZeroPadding2D(1) + Conv 3x3 s2 -> [depthwise 3x3 -> 1x1 conv] x 2 -> GlobalAveragePooling2D -> Dense."""
-    x = inputs = keras.Input((size, size, channels))
-    x = first(x) if first else L.Conv2D(8, 3, strides=2, name="stem")(L.ZeroPadding2D(1)(x))
-    x = L.ReLU(6.0)(L.BatchNormalization()(x))
-    x = L.DepthwiseConv2D(3, padding="same", name="dw_1")(x)
-    x = L.Conv2D(16, 1, name="pw_1")(L.ReLU(6.0)(L.BatchNormalization()(x)))
-    x = middle(x) if middle else x
-    x = L.DepthwiseConv2D(3, strides=2, name="dw_2")(L.ZeroPadding2D(1)(L.ReLU(6.0)(x)))
-    x = L.Conv2D(16, 1, name="pw_2")(x)
-    x = L.Add()([x, L.Conv2D(16, 1, name="pw_3")(L.ReLU()(x))])
-    x = L.GlobalAveragePooling2D()(x) if pool else L.Flatten()(x)
-    return keras.Model(inputs, L.Dense(4, name="classifier")(x))
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,7 @@ import pytest
 
 import tflite_export
 from kcompress import pruning
-from tests.pruning.test_xnnpack import mobilenet_like
+from tests.helpers import mobilenet_like
 from tflite_export._runner import Runner, make_interpreter, read_model
 
 
