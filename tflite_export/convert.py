@@ -11,6 +11,7 @@ import tensorflow as tf
 
 from kcompress import quantization
 from kcompress._errors import check_int, expected_error
+from kcompress._float32 import float32_copy
 from tflite_export import _files
 from tflite_export import _signature as _signatures
 from tflite_export.float_ops import check_float_ops, run_in_float
@@ -345,6 +346,7 @@ def convert(
     signature = _signature(template, batch_size, example, input_shapes)
     examples = [_check_example(signature, e) for e in examples]
 
+    model = float32_copy(model)  # Trained under mixed precision: the converter reads float32 ops.
     with tempfile.TemporaryDirectory() as tmp, quantization.quantizers.exporting():
         _export(model, signature, tmp)
         with _without_gradient_warnings():

@@ -63,6 +63,8 @@ class QuantizeConvBatchNorm(QuantizeKernel):
                 "a layer with a linear activation before its BatchNormalization",
                 layer=f"{layer.name} (activation={layer.activation.__name__})",
             )
+        # The folding and the normalization in float32 under any policy; the layer itself runs in its own.
+        kwargs.setdefault("dtype", "float32")
         super().__init__(layer, config, **kwargs)
         self.batch_norm = batch_norm
         self.activation = activation
@@ -115,11 +117,11 @@ class QuantizeConvBatchNorm(QuantizeKernel):
         return [(self.layer.kernel, self.folded_weights(compiled)[0])]
 
     def _linear(self, x, kernel):
-        """The layer's output for `kernel`, without its bias."""
+        """The layer's output for `kernel`, without its bias, in float32 (the normalization's dtype)."""
         mapping = [(self.layer.kernel, kernel)]
         if self.layer.use_bias:
             mapping.append((self.layer.bias, ops.zeros_like(self.layer.bias.value)))
-        return self._run(lambda: self.layer(x), mapping)
+        return ops.cast(self._run(lambda: self.layer(x), mapping), "float32")
 
     def _batch_normalized(self, x):
         """Training: the folded kernel on the moving σ, rescaled, then normalized on the batch statistics."""

@@ -137,6 +137,9 @@ class ActivationQuantizer(keras.layers.Layer):
     """
 
     def __init__(self, config=None, fixed_range=None, symmetric=False, **kwargs):
+        # Ranges and rounding in float32 under any policy (mixed_bfloat16, mixed_float16): a
+        # 256-level grid is not exact in a 16-bit float.
+        kwargs.setdefault("dtype", "float32")
         super().__init__(**kwargs)
         self.config = config_lib.get(config)
         self.fixed_range = tuple(float(v) for v in fixed_range) if fixed_range is not None else None
@@ -192,8 +195,9 @@ class ActivationQuantizer(keras.layers.Layer):
             self.update_range(x)
 
     def call(self, x, training=None):
+        x = ops.cast(x, "float32")
         if _left_float(self, training):
-            return fake_quant.mark(ops.convert_to_tensor(x, "float32"), self)
+            return fake_quant.mark(x, self)
         bits = self.config.activation_bits
         if self.fixed_range is None and (training or is_calibrating()):
             # Quantize on the range just computed, without the end rounding of `fake_quant_range`
