@@ -1,8 +1,6 @@
 """`convert`: a Keras model to a `.tflite`, in one of five numeric modes."""
 
-import contextlib
 import dataclasses
-import logging
 import tempfile
 
 import keras
@@ -12,7 +10,7 @@ import tensorflow as tf
 from kcompress import quantization
 from kcompress._errors import check_int, expected_error
 from kcompress._float32 import float32_copy
-from tflite_export import _files
+from tflite_export import _files, _representative, _saved_model
 from tflite_export import _signature as _signatures
 from tflite_export.float_ops import check_float_ops, run_in_float
 from tflite_export.inspect import describe
@@ -114,107 +112,6 @@ def _template(model, input_signature, example, batch_size):
     if example is None:
         raise _signatures.missing_error(model, "representative_data")
     return _signatures.from_data(example, None)
-
-
-def _examples(data, batch_size, steps, several_inputs=False):
-    """Representative data as a list of batches of `batch_size` rows.
-
-    With `several_inputs` (not `False`), a list of arrays holds one array per input.
-    """
-    if data is None:
-        return []
-    if isinstance(data, tf.data.Dataset):
-        data = data.map(lambda *item: item[0]) if isinstance(data.element_spec, tuple) else data
-        data = data.unbatch().batch(batch_size, drop_remainder=True).take(steps)
-        return [tf.nest.map_structure(lambda t: t.numpy(), item) for item in data]
-    if isinstance(data, tuple) and len(data) == 2 and not isinstance(data[0], (int, float)):
-        data = data[0]
-    if isinstance(data, dict):
-        rows = {len(np.asarray(v)) for v in data.values()}
-        if len(rows) != 1:
-            raise expected_error("representative_data arrays with the same number of rows", representative_data=rows)
-        n = rows.pop()
-        return [{k: np.asarray(v)[i : i + batch_size] for k, v in data.items()} for i in range(0, n, batch_size)][
-            :steps
-        ]
-    if (
-        several_inputs is not False
-        and isinstance(data, list)
-        and len(data) > 1
-        and all(_signatures.is_array(v) for v in data)
-    ):
-        rows = {len(v) if np.ndim(v) else None for v in data}
-        if len(rows) != 1 or None in rows:
-            raise expected_error("representative_data arrays with the same number of rows", representative_data=rows)
-        n = rows.pop()
-        return [[np.asarray(v)[i : i + batch_size] for v in data] for i in range(0, n - batch_size + 1, batch_size)][
-            :steps
-        ]
-    if isinstance(data, (list, tuple)) and data and isinstance(data[0], (list, tuple)):
-        return [list(item) for item in data][:steps]
-    array = np.asarray(data)
-    if array.ndim == 0:
-        raise expected_error("representative_data with a batch axis", representative_data=array.shape)
-    return [array[i : i + batch_size] for i in range(0, len(array) - batch_size + 1, batch_size)][:steps]
-
-
-def _check_example(signature, example):
-    """Raises if an example does not fit the signature; returns it cast."""
-
-    def fit(spec, value):
-        value = np.asarray(value)
-        if tuple(value.shape) != tuple(spec.shape):
-            raise expected_error(
-                f"representative_data for input '{spec.name}' of shape {tuple(spec.shape)}",
-                shape=tuple(value.shape),
-            )
-        want = spec.dtype.as_numpy_dtype
-        if np.dtype(want).kind != value.dtype.kind and not (np.dtype(want).kind == "f" and value.dtype.kind in "iu"):
-            raise expected_error(
-                f"representative_data for input '{spec.name}' of dtype {np.dtype(want).name}",
-                dtype=value.dtype.name,
-            )
-        return value.astype(want)
-
-    if isinstance(signature, dict):
-        if not isinstance(example, dict) or set(example) != set(signature):
-            got = sorted(example) if isinstance(example, dict) else type(example).__name__
-            raise expected_error(f"representative_data with the inputs {sorted(signature)}", inputs=got)
-        return {k: fit(signature[k], example[k]) for k in signature}
-    if isinstance(signature, list):
-        if not isinstance(example, list) or len(example) != len(signature):
-            raise expected_error(f"representative_data with {len(signature)} inputs", inputs=example)
-        return [fit(s, v) for s, v in zip(signature, example)]
-    return [fit(signature, example)]
-
-
-def _export(model, signature, directory):
-    """Writes `model` as a SavedModel with one static `serving_default` endpoint."""
-    archive = keras.export.ExportArchive()
-    archive.track(model)
-    archive.add_endpoint("serving_default", lambda inputs: model(inputs, training=False), input_signature=[signature])
-    # The converter reads no gradients; not tracing the fake-quant rounding's custom gradients
-    # saves about 8% of a QAT EfficientNetB0's conversion (34 s instead of 37 s).
-    archive.write_out(
-        directory, options=tf.saved_model.SaveOptions(experimental_custom_gradients=False), verbose=False
-    )
-
-
-class _UnsavedGradients(logging.Filter):
-    def filter(self, record):
-        return "unsaved custom gradients" not in record.getMessage()
-
-
-@contextlib.contextmanager
-def _without_gradient_warnings():
-    """Drops TF's warning that the SavedModel `_export` wrote has no custom gradients (on purpose)."""
-    drop = _UnsavedGradients()
-    logger = logging.getLogger("absl")
-    logger.addFilter(drop)
-    try:
-        yield
-    finally:
-        logger.removeFilter(drop)
 
 
 def convert(
@@ -335,7 +232,7 @@ def convert(
         model, aware = quantization.strip_quantization(model), False
 
     several = _signatures.several_inputs(model, input_signature)
-    examples = _examples(representative_data, batch_size, calibration_steps, several)
+    examples = _representative.batches(representative_data, batch_size, calibration_steps, several)
     if representative_data is not None and not examples:
         raise expected_error(
             f"representative_data with at least batch_size={batch_size} rows",
@@ -344,12 +241,12 @@ def convert(
     example = examples[0] if examples else None
     template = _template(model, input_signature, example, batch_size)
     signature = _signature(template, batch_size, example, input_shapes)
-    examples = [_check_example(signature, e) for e in examples]
+    examples = [_representative.fitted(signature, e) for e in examples]
 
     model = float32_copy(model)  # Trained under mixed precision: the converter reads float32 ops.
     with tempfile.TemporaryDirectory() as tmp, quantization.quantizers.exporting():
-        _export(model, signature, tmp)
-        with _without_gradient_warnings():
+        _saved_model.write(model, signature, tmp)
+        with _saved_model.without_gradient_warnings():
             converter = tf.lite.TFLiteConverter.from_saved_model(tmp)
             _configure(converter, mode, signature, examples, sparse)
             flatbuffer = converter.convert()
