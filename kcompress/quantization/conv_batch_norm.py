@@ -96,21 +96,20 @@ class QuantizeConvBatchNorm(QuantizeKernel):
         sigma = ops.sqrt(norm.moving_variance.value + norm.epsilon)
         return gamma, beta, norm.moving_mean.value, sigma
 
-    def _folded_bias(self):
-        gamma, beta, mean, sigma = self._statistics()
+    def _folded_bias(self, gamma, beta, mean, sigma):
         bias = self.layer.bias.value if self.layer.use_bias else ops.zeros_like(mean)
         return beta + (bias - mean) * gamma / sigma
 
     def folded_float_weights(self):
         """``(kernel × γ / σ, β + (b − μ) γ / σ)`` on the moving statistics, in float: what the converter folds."""
-        gamma, _, _, sigma = self._statistics()
-        return self.layer.kernel.value / self._per_channel(sigma / gamma), self._folded_bias()
+        gamma, beta, mean, sigma = self._statistics()
+        return self.layer.kernel.value / self._per_channel(sigma / gamma), self._folded_bias(gamma, beta, mean, sigma)
 
     def folded_weights(self, compiled=False):
         """``(folded kernel on the int8 grid, folded float bias)`` on the moving statistics."""
-        gamma, _, _, sigma = self._statistics()
+        gamma, beta, mean, sigma = self._statistics()
         kernel = super().quantized_weights(compiled, output_divisor=self._per_channel(sigma / gamma))[0][1]
-        return kernel, self._folded_bias()
+        return kernel, self._folded_bias(gamma, beta, mean, sigma)
 
     def quantized_weights(self, compiled=False):
         """``[(kernel, folded kernel on the int8 grid)]``: the kernel inference runs (and the int8 file holds)."""
