@@ -13,14 +13,14 @@ PYTEST := TF_CPP_MIN_LOG_LEVEL=3 $(BIN)/python -m pytest
 # The default suite runs on one pytest-xdist worker per core (2 here: 15 min instead of 29).
 TEST_WORKERS ?= auto
 
-.PHONY: venv demo test test-large bench lint clean
+.PHONY: venv demo test test-jax test-large bench lint clean
 
 venv: $(STAMP)
 
 $(STAMP): setup.cfg pyproject.toml $(CONSTRAINTS)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -c $(CONSTRAINTS) -e '.[bench,dev]'
+	$(BIN)/python -m pip install --quiet -c $(CONSTRAINTS) -e '.[bench,dev,jax]'
 	$(BIN)/python -m pip install --quiet -c $(CONSTRAINTS) --no-deps $(OFFLINE_PACKAGES)
 	rm -f $(VENV)/.installed-*
 	touch $@
@@ -32,6 +32,10 @@ demo: venv
 # Default suite: small, fast tests. Exit code 5 (no tests collected) fails.
 test: venv
 	$(PYTEST) -m "not large" -n $(TEST_WORKERS) kcompress tflite_export tests
+
+# The tests marked `backends` again under the JAX backend (CI runs it after `make test`).
+test-jax: venv
+	KERAS_BACKEND=jax $(PYTEST) -m "backends and not large" -n $(TEST_WORKERS) tests
 
 test-large: venv
 	$(PYTEST) -m large tests

@@ -1,4 +1,8 @@
-"""Test session setup: two logical CPUs (for MirroredStrategy) and seeds."""
+"""Test session setup: two logical CPUs (for MirroredStrategy), seeds, and the backend filter.
+
+Under ``KERAS_BACKEND=jax`` (``make test-jax``) only the tests marked
+``backends`` run; the others are TensorFlow-only and are skipped with that reason.
+"""
 
 import os
 
@@ -8,6 +12,8 @@ import keras  # noqa: E402
 import pytest  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
+BACKEND = keras.backend.backend()
+
 _cpus = tf.config.list_physical_devices("CPU")
 try:
     tf.config.set_logical_device_configuration(
@@ -15,6 +21,16 @@ try:
     )
 except RuntimeError:  # Already initialized (e.g. imported twice): keep going.
     pass
+
+
+def pytest_collection_modifyitems(config, items):
+    """Under a backend other than TensorFlow, skips every test not marked `backends`."""
+    if BACKEND == "tensorflow":
+        return
+    skip = pytest.mark.skip(reason=f"TensorFlow-only (not marked `backends`); KERAS_BACKEND={BACKEND}")
+    for item in items:
+        if "backends" not in item.keywords:
+            item.add_marker(skip)
 
 
 @pytest.fixture(autouse=True)
