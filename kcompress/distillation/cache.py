@@ -6,6 +6,12 @@ each example still finds its own teacher outputs. During training the
 lookup runs inside the train step: a batch whose examples are all cached
 reads them; a batch with any new example runs the teacher instead, so the
 losses are the same as without a cache.
+
+Backends: the keys are TensorFlow fingerprints computed on the host, and the
+stored tensors stay on the host. Under TensorFlow the lookup is a
+`tf.lookup.StaticHashTable` in the traced step; under JAX it is a
+`jax.pure_callback` to the same host arrays (so the step still compiles with
+XLA). Other backends raise a clear error when a cache is used.
 """
 
 import hashlib
@@ -20,6 +26,8 @@ from kcompress._atomic import write_atomic
 from kcompress._errors import expected_error
 
 _STORAGE_DTYPES = ("float32", "float16")
+# Backends whose traced train step can read the host-side cache.
+BACKENDS = ("tensorflow", "jax")
 _FILE = "teacher_cache.npz"
 _META = "teacher_cache.json"
 
@@ -145,12 +153,59 @@ class TeacherCache:
     def lookup(self, keys):
         """Returns ``(all_found, dict of float32 tensors)`` for a batch of keys.
 
-        Runs inside a traced train step; the table and the stored tensors
-        stay on the host.
+        TensorFlow only: runs inside a traced train step; the table and the
+        stored tensors stay on the host. `find` works under every supported
+        backend.
         """
         if self._table is None:
             self._table = _Table(self._keys, self._values)
         return self._table.lookup(keys)
+
+    def find(self, inputs):
+        """Returns ``(all_found, dict of float32 tensors)`` for a batch of inputs.
+
+        Runs inside the backend's traced train step: under TensorFlow a hash
+        table lookup of `example_keys`, under JAX a `jax.pure_callback` that
+        computes the keys and gathers the rows on the host.
+
+        Args:
+            inputs: A batch of model inputs (tensor, or nest of tensors).
+
+        Raises:
+            ValueError: Under a backend other than TensorFlow or JAX.
+
+        Example:
+
+        >>> import numpy as np
+        >>> cache = TeacherCache()
+        >>> x = np.arange(4, dtype="float32").reshape(2, 2)
+        >>> cache.fill(lambda x: (example_keys(x), {"logits": 2 * x}), [x], "teacher", verbose=0)
+        2
+        >>> found, values = cache.find(x[::-1])
+        >>> bool(found), np.asarray(values["logits"]).tolist()
+        (True, [[4.0, 6.0], [0.0, 2.0]])
+        """
+        backend = check_backend()
+        if backend == "tensorflow":
+            return self.lookup(example_keys(inputs))
+        return _host_find(self, inputs)
+
+    def gather(self, keys):
+        """Host-side lookup: ``(all_found, dict of float32 arrays)`` for int64 keys.
+
+        Example:
+
+        >>> import numpy as np
+        >>> found, values = TeacherCache().gather(np.array([7], "int64"))
+        >>> bool(found), values
+        (False, {})
+        """
+        keys = np.asarray(keys, np.int64)
+        order = np.argsort(self._keys)
+        position = np.minimum(np.searchsorted(self._keys, keys, sorter=order), max(self.size - 1, 0))
+        rows = order[position] if self.size else np.zeros(keys.shape, np.int64)
+        found = bool(self.size) and bool(np.all(self._keys[rows] == keys))
+        return found, {name: value[rows].astype(np.float32) for name, value in self._values.items()}
 
     def _save(self):
         if self.directory is None:
@@ -171,6 +226,37 @@ class TeacherCache:
         with np.load(os.path.join(self.directory, _FILE)) as data:
             self._keys = data["keys"]
             self._values = {name[len("value/") :]: data[name] for name in data.files if name.startswith("value/")}
+
+
+def check_backend():
+    """Returns the Keras backend, or raises if a teacher cache cannot run under it.
+
+    Example:
+
+    >>> check_backend() in BACKENDS
+    True
+    """
+    backend = keras.backend.backend()
+    if backend not in BACKENDS:
+        raise expected_error(f"a Keras backend in {BACKENDS} for a teacher cache (or cache=None)", backend=backend)
+    return backend
+
+
+def _host_find(cache, inputs):
+    """`TeacherCache.find` under JAX: the keys and rows are computed on the host."""
+    import jax
+
+    flat = keras.tree.flatten(inputs)
+    batch = flat[0].shape[0]
+    shapes = {
+        name: jax.ShapeDtypeStruct((batch, *value.shape[1:]), np.float32) for name, value in cache._values.items()
+    }
+
+    def host(*arrays):
+        found, values = cache.gather(example_keys(keras.tree.pack_sequence_as(inputs, arrays)).numpy())
+        return np.bool_(found), values
+
+    return jax.pure_callback(host, (jax.ShapeDtypeStruct((), np.bool_), shapes), *flat)
 
 
 class _Table:

@@ -4,11 +4,18 @@ import threading
 import time
 
 import keras
+import numpy as np
 import tensorflow as tf
 from keras import ops
 
 from kcompress._errors import expected_error
-from kcompress.distillation.cache import TeacherCache, example_keys, input_batches, teacher_signature
+from kcompress.distillation.cache import (
+    TeacherCache,
+    check_backend,
+    example_keys,
+    input_batches,
+    teacher_signature,
+)
 from kcompress.distillation.losses import DistillationLoss, LossInputs, default_losses
 from kcompress.distillation.recorder import FeatureRecorder
 
@@ -32,6 +39,16 @@ class Distiller(keras.Model):
     `predict` returns them, and each loss term is logged under its name.
     With a `cache`, `fit` first runs the teacher once over the training data
     (see `TeacherCache`) and later epochs read its outputs instead.
+
+    Backends and precision: the Distiller trains under TensorFlow (also
+    under a `tf.distribute` strategy) and JAX (Keras' stateless JAX
+    `train_step` calls `compute_loss`, which reads the teacher through the
+    step's variable mapping); it saves to and loads from `.keras` under both.
+    A teacher cache needs TensorFlow or JAX (see `TeacherCache`); any other
+    backend raises ``Expected a Keras backend in ...`` when the Distiller is
+    made. Under a ``mixed_float16`` / ``mixed_bfloat16`` policy the student
+    may compute in 16 bits: teacher tensors are cast to float32 and every
+    loss is computed in float32.
 
     Args:
         teacher: Keras model returning logits. Frozen (``trainable=False``).
@@ -113,6 +130,8 @@ class Distiller(keras.Model):
             cache = TeacherCache()
         if cache is not None and not isinstance(cache, TeacherCache):
             raise expected_error("cache to be None, True or a TeacherCache", cache=cache)
+        if cache is not None:
+            check_backend()
 
         self.teacher = teacher
         self.teacher.trainable = False
@@ -195,14 +214,15 @@ class Distiller(keras.Model):
             loss: Must be None.
             metrics: Metrics on the student's outputs.
             jit_compile: As in `keras.Model.compile`; "auto" is off with a
-                teacher cache (hash lookups do not compile with XLA).
+                teacher cache under TensorFlow (its hash lookups do not
+                compile with XLA).
             **kwargs: Passed to `keras.Model.compile`.
         """
         if loss is not None:
             raise expected_error(
                 "loss=None: the Distiller's losses are set when it is created (losses=, alpha=, ...)", loss=loss
             )
-        if jit_compile == "auto" and self.cache is not None:
+        if jit_compile == "auto" and self.cache is not None and keras.backend.backend() == "tensorflow":
             jit_compile = False
         super().compile(optimizer=optimizer, metrics=metrics, jit_compile=jit_compile, **kwargs)
 
@@ -239,8 +259,8 @@ class Distiller(keras.Model):
     def _teacher_features(self, x):
         if self.cache is None or self.cache.size == 0:
             return self._teacher_forward(x)
-        found, cached = self.cache.lookup(example_keys(x))
-        return tf.cond(found, lambda: cached, lambda: self._teacher_forward(x))
+        found, cached = self.cache.find(x)
+        return ops.cond(found, lambda: cached, lambda: self._teacher_forward(x))
 
     def cache_teacher(self, x, batch_size=None, steps=None, verbose=1):
         """Runs the teacher once over `x` and stores its outputs in the cache.
@@ -261,7 +281,7 @@ class Distiller(keras.Model):
         if self.cache is None:
             raise expected_error("a Distiller made with cache=True or a TeacherCache", cache=None)
         batches, total = input_batches(x, batch_size or _CACHE_BATCH_SIZE, steps)
-        forward = tf.function(lambda inputs: (example_keys(inputs), self._teacher_forward(inputs)))
+        forward = self._compiled_teacher_forward()
         signature = teacher_signature(self.teacher, self._teacher_keys)
         started = time.perf_counter()
         added = self.cache.fill(forward, batches, signature, total=total, verbose=1 if verbose == 1 else 0)
@@ -275,6 +295,27 @@ class Distiller(keras.Model):
             # Traced steps hold the previous lookup table.
             self.train_function = self.test_function = None
         return added
+
+    def _compiled_teacher_forward(self):
+        """``forward(x) -> (example keys, teacher features)``, compiled for the backend."""
+        if check_backend() == "tensorflow":
+            return tf.function(lambda inputs: (example_keys(inputs), self._teacher_forward(inputs)))
+        import jax
+
+        variables = self.teacher.variables
+
+        def stateless(values, inputs):
+            # Maps every variable the teacher reads: a nested StatelessScope does not see the outer one.
+            with keras.StatelessScope(state_mapping=list(zip(variables, values))):
+                return self._teacher_forward(inputs)
+
+        compiled = jax.jit(stateless)
+
+        def forward(inputs):
+            inputs = keras.tree.map_structure(np.asarray, inputs)
+            return example_keys(inputs), compiled([variable.value for variable in variables], inputs)
+
+        return forward
 
     def fit(self, x=None, y=None, batch_size=None, epochs=1, verbose="auto", **kwargs):
         """`keras.Model.fit`, filling the teacher cache first when there is one."""
@@ -346,6 +387,8 @@ def _weighted_mean(values, sample_weight):
 
 def _scale_for_replicas(loss):
     """Divides by the number of replicas, as Keras' own losses do under a strategy."""
+    if keras.backend.backend() != "tensorflow":
+        return loss  # JAX shards one global batch: its loss is already the global mean.
     replicas = tf.distribute.get_strategy().num_replicas_in_sync
     return loss if replicas == 1 else loss * (1.0 / replicas)
 
