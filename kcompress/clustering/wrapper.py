@@ -4,7 +4,6 @@ import keras
 import numpy as np
 from keras import ops
 
-from kcompress import _stateless
 from kcompress._errors import check_int, expected_error
 from kcompress.clustering import clusterable, kmeans
 
@@ -16,8 +15,10 @@ def _sum_gradient(centroids, assignments, k):
 
 def _mean_gradient(centroids, assignments, k):
     """Each centroid gets the mean of its members' gradients, same value."""
-    counts = ops.bincount(ops.reshape(assignments, (-1,)), minlength=k)
-    scale = 1.0 / ops.cast(ops.maximum(counts, 1), centroids.dtype)
+    ids = ops.reshape(assignments, (-1,))
+    # A segment sum of ones, not `bincount`: its length is static (JAX's jit needs it).
+    counts = ops.segment_sum(ops.ones(ops.shape(ids), centroids.dtype), ids, num_segments=k)
+    scale = 1.0 / ops.maximum(counts, 1.0)
     return centroids * scale + ops.stop_gradient(centroids - centroids * scale)
 
 
@@ -48,6 +49,37 @@ def initial_clusters(values, number_of_clusters, init, iterations, seed, keep_ze
         centroids[1:] = rest
         assignments[nonzero] = members + 1
     return centroids, assignments
+
+
+def call_with_values(fn, mapping, variables):
+    """Calls `fn()` with each variable of `mapping` read as its mapped value, the other `variables` as they are.
+
+    The other `variables` are mapped to their current values too: a JAX
+    training step runs in a `keras.StatelessScope` holding every variable's
+    value, and a nested scope does not read through to it. Whatever `fn`
+    assigns to them (a seed, a range tracker) is assigned after the call.
+
+    Example:
+
+    >>> v, w = keras.Variable(1.0), keras.Variable(3.0)
+    >>> float(call_with_values(lambda: v.value * w.value, [(v, 5.0)], [v, w]))
+    15.0
+    """
+    mapped = {id(variable) for variable, _ in mapping}
+    current = [(variable, _raw_value(variable)) for variable in variables if id(variable) not in mapped]
+    with keras.StatelessScope(state_mapping=list(mapping) + current) as scope:
+        before = [scope.get_current_value(variable) for variable, _ in current]
+        result = fn()
+    for (variable, _), value in zip(current, before):
+        updated = scope.get_current_value(variable)
+        if updated is not value:
+            variable.assign(updated)
+    return result
+
+
+def _raw_value(variable):
+    """The variable's value in its own dtype (read under a mixed-precision policy, `value` is autocast)."""
+    return ops.cast(variable.value, variable.dtype)
 
 
 @keras.saving.register_keras_serializable(package="kcompress")
@@ -206,7 +238,7 @@ class ClusterWeights(keras.layers.Wrapper):
         aggregate = GRADIENT_AGGREGATIONS[self.gradient_aggregation]
         values = []
         for name, centroids, assignments in zip(self.weight_names, self.centroids, self.assignments):
-            table = aggregate(centroids.value, assignments.value, self.number_of_clusters)
+            table = aggregate(_raw_value(centroids), assignments.value, self.number_of_clusters)
             if name in self.keep_zeros:
                 pinned = np.ones(self.number_of_clusters, keras.backend.standardize_dtype(centroids.dtype))
                 pinned[0] = 0
@@ -216,7 +248,7 @@ class ClusterWeights(keras.layers.Wrapper):
 
     def call(self, inputs, *args, training=None, **kwargs):
         mapping = list(zip(self.clustered_variables, self.clustered_values()))
-        return _stateless.call_with_values(
+        return call_with_values(
             lambda: self.layer(inputs, *args, training=training, **kwargs), mapping, self.layer.variables
         )
 
