@@ -85,6 +85,7 @@ class TeacherCache:
         self._values = {}
         self._signature = None
         self._table = None
+        self._sorted = None  # (keys it was made from, sorted keys, order): `gather`'s index.
 
     @property
     def size(self):
@@ -201,8 +202,11 @@ class TeacherCache:
         (False, {})
         """
         keys = np.asarray(keys, np.int64)
-        order = np.argsort(self._keys)
-        position = np.minimum(np.searchsorted(self._keys, keys, sorter=order), max(self.size - 1, 0))
+        if self._sorted is None or self._sorted[0] is not self._keys:
+            order = np.argsort(self._keys)
+            self._sorted = (self._keys, self._keys[order], order)
+        _, sorted_keys, order = self._sorted
+        position = np.minimum(np.searchsorted(sorted_keys, keys), max(self.size - 1, 0))
         rows = order[position] if self.size else np.zeros(keys.shape, np.int64)
         found = bool(self.size) and bool(np.all(self._keys[rows] == keys))
         return found, {name: value[rows].astype(np.float32) for name, value in self._values.items()}

@@ -77,15 +77,12 @@ def test_bert_pair_with_intermediate_losses_trains_and_round_trips():
     assert all(np.isfinite(values).all() for values in history.values())
     assert history["hidden_mse"][-1] < history["hidden_mse"][0]
     assert history["embedding_mse"][-1] < history["embedding_mse"][0]
-    assert history["attention_kl"][0] > 0.0  # The attention maps were recorded (uniform maps give exactly 0).
+    assert history["attention_kl"][0] > 0.0  # The two models' recorded attention maps differ.
     for before, after in zip(teacher_before, teacher.get_weights()):
         np.testing.assert_array_equal(before, after)
     loaded = save_and_load(distiller, "distiller.keras")
     x = tokens(4, seed=2)
-    # Eager calls: under JAX a second compiled predict function would double the test's time.
-    np.testing.assert_allclose(
-        keras.ops.convert_to_numpy(loaded(x)), keras.ops.convert_to_numpy(distiller(x)), atol=1e-5
-    )
+    np.testing.assert_allclose(loaded.predict(x, verbose=0), distiller.predict(x, verbose=0), atol=1e-5)
     for name, projection in distiller.projections.items():
         for a, b in zip(projection.get_weights(), loaded.projections[name].get_weights()):
             np.testing.assert_array_equal(a, b)
