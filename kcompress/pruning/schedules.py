@@ -28,7 +28,7 @@ class PruningSchedule:
 
     def should_prune(self, step):
         """True on steps where masks are recomputed (tfmot's rule)."""
-        step = ops.cast(step, "int64")
+        step = ops.cast(step, "int32")
         in_range = ops.logical_and(
             ops.greater_equal(step, self.begin_step),
             ops.logical_or(

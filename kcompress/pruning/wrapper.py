@@ -115,7 +115,8 @@ class PruneLowMagnitude(keras.layers.Wrapper):
         self.pruning_step = self.add_weight(
             name="pruning_step",
             shape=(),
-            dtype="int64",
+            # JAX has no int64 unless x64 is switched on.
+            dtype="int64" if keras.backend.backend() == "tensorflow" else "int32",
             initializer=keras.initializers.Constant(-1),
             trainable=False,
             aggregation="only_first_replica",
@@ -153,13 +154,17 @@ class PruneLowMagnitude(keras.layers.Wrapper):
             )
 
         pruned = list(zip(self.pruned_variables, self._axes, self.masks))
-        if _under_distribution_strategy():
-            # A replica may not assign a mirrored variable inside a branch (TF's merge_call), so each
-            # mask is assigned every step, with itself on the steps that do not prune.
-            for variable, axis, mask in pruned:
-                mask.assign(
-                    ops.cond(should_prune, lambda v=variable, a=axis, m=mask: new_mask(v, a, m), lambda m=mask: m.value)
-                )
+        if not _assigns_in_branches():
+            # A replica may not assign a mirrored variable inside a branch (TF's merge_call), and JAX's
+            # branches are pure functions; so each mask is assigned every step, with itself on the
+            # steps that do not prune.
+            masks = ops.cond(
+                should_prune,
+                lambda: [new_mask(v, a, m) for v, a, m in pruned],
+                lambda: [m.value for _, _, m in pruned],
+            )
+            for (_, _, mask), value in zip(pruned, masks):
+                mask.assign(value)
             return
 
         def recompute():
@@ -185,6 +190,11 @@ class PruneLowMagnitude(keras.layers.Wrapper):
             self.update_masks()
             self.pruning_step.assign_add(1)
         mapping = list(zip(self.pruned_variables, self.masked_values()))
+        if keras.backend.backend() != "tensorflow":
+            # A JAX training step already runs in a StatelessScope, and a nested one does not read
+            # through to it: every variable the layer reads must be in this mapping.
+            pruned = {id(v) for v in self.pruned_variables}
+            mapping += [(v, v.value) for v in self.layer.variables if id(v) not in pruned]
         with keras.StatelessScope(state_mapping=mapping):
             return self.layer(inputs, *args, training=training, **kwargs)
 
@@ -230,10 +240,15 @@ def pruning_wrappers(model):
     return [layer for layer in model._flatten_layers() if isinstance(layer, PruneLowMagnitude)]
 
 
-def _under_distribution_strategy():
-    """Whether this call runs in a replica of a `tf.distribute` strategy (not the default one)."""
+def _assigns_in_branches():
+    """Whether a mask may be assigned inside a branch of `ops.cond`.
+
+    Only in TensorFlow outside a `tf.distribute` replica context: JAX's
+    branches are pure functions, and a replica may not assign a mirrored
+    variable in a branch (TF's merge_call).
+    """
     if keras.backend.backend() != "tensorflow":
         return False
     import tensorflow as tf
 
-    return tf.distribute.has_strategy()
+    return not tf.distribute.has_strategy()

@@ -32,6 +32,7 @@ def test_pruning_summaries_rejects_bad_update_freq():
         pruning.PruningSummaries("/tmp/x", update_freq=0)
 
 
+@pytest.mark.backends
 def test_step_counts_batches_across_fits():
     pruned = pruning.prune_low_magnitude(mlp(), pruning.ConstantSparsity(0.5, frequency=1))
     pruned.compile("adam", "mse")

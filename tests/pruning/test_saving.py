@@ -33,6 +33,7 @@ def test_wrapper_config_round_trip(pattern):
     assert restored.sparsity_schedule.get_config() == wrapper.sparsity_schedule.get_config()
 
 
+@pytest.mark.backends
 @pytest.mark.parametrize("make", [mlp, functional_cnn], ids=["sequential", "functional"])
 def test_keras_file_round_trip_resumes_masks_and_step(make):
     model = make()
