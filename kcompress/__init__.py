@@ -14,7 +14,16 @@ from kcompress import _registration
 
 __version__ = "0.1.0"
 
-_SUBPACKAGES = ("clustering", "data", "distillation", "pipeline", "pruning", "quantization", "structured")
+_SUBPACKAGES = (
+    "clustering",
+    "data",
+    "distillation",
+    "distribution",
+    "pipeline",
+    "pruning",
+    "quantization",
+    "structured",
+)
 
 __all__ = [*_SUBPACKAGES, "__version__"]
 
