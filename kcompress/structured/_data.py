@@ -1,13 +1,25 @@
-"""Turns the data arguments (a `tf.data.Dataset` or ``(x, y)`` arrays) into NumPy batches."""
+"""Turns the data arguments (a `tf.data.Dataset` or ``(x, y)`` arrays) into NumPy batches.
 
+NumPy batches feed the model under any Keras backend; TensorFlow is imported
+only to recognize a `tf.data.Dataset` (which needs it anyway).
+"""
+
+import sys
+
+import keras
 import numpy as np
-import tensorflow as tf
 
 from kcompress._errors import expected_error
 
 
 def _to_numpy(value):
-    return tf.nest.map_structure(np.asarray, value)
+    return keras.tree.map_structure(np.asarray, value)
+
+
+def _is_dataset(data):
+    """Whether `data` is a `tf.data.Dataset` (without importing TensorFlow when nothing did)."""
+    tf = sys.modules.get("tensorflow")
+    return tf is not None and isinstance(data, tf.data.Dataset)
 
 
 def _rows(x):
@@ -49,7 +61,7 @@ def batches(data, name, batch_size=32, count=None, labels=True):
     """
     if data is None:
         raise expected_error(f"{name}: a tf.data.Dataset or (x, y) arrays of preprocessed inputs", **{name: None})
-    if isinstance(data, tf.data.Dataset):
+    if _is_dataset(data):
         source = data.take(count) if count is not None else data
         found = [_split(item) for item in source]
         found = [(_to_numpy(x), None if y is None else np.asarray(y)) for x, y in found]

@@ -144,4 +144,7 @@ class IterativeStructuredPruning(keras.callbacks.Callback):
             variable.assign(variable.value * ops.cast(mask, variable.dtype))
 
     def on_train_batch_end(self, batch, logs=None):
-        self._apply()
+        # Reading `self.model` first makes the JAX trainer write the step's values into the variables
+        # (it keeps them apart during an epoch); it reads them back before the next step.
+        if self._masks and self.model is not None:
+            self._apply()

@@ -5,7 +5,6 @@ import dataclasses
 
 import keras
 import numpy as np
-import tensorflow as tf
 from keras import ops
 
 from kcompress._errors import check_int, expected_error
@@ -92,6 +91,35 @@ def _default_loss(model):
     return keras.losses.SparseCategoricalCrossentropy(from_logits=from_logits, reduction="sum")
 
 
+def _tensorflow_gradient(fn):
+    import tensorflow as tf
+
+    def gradient(wrt, *args):
+        with tf.GradientTape() as tape:
+            tape.watch(wrt)
+            value = fn(wrt, *args)
+        return tape.gradient(value, wrt)
+
+    return gradient
+
+
+def _jax_gradient(fn):
+    import jax
+
+    return jax.jit(jax.grad(fn))
+
+
+# Per backend: ``fn -> (wrt, *args) -> gradient of the scalar fn(wrt, *args) with respect to the structure wrt``.
+GRADIENTS = {"tensorflow": _tensorflow_gradient, "jax": _jax_gradient}
+
+
+def _gradient_of(fn):
+    backend = keras.backend.backend()
+    if backend not in GRADIENTS:
+        raise expected_error(f"a Keras backend among {tuple(GRADIENTS)} for Taylor importance", backend=backend)
+    return GRADIENTS[backend](fn)
+
+
 def _taylor(model, architecture, data=None, batches=4, batch_size=32, loss=None, verbose=1):
     batches = check_int("batches", batches, minimum=1)
     found = _data.batches(data, "importance_data", batch_size=batch_size, count=batches)
@@ -101,17 +129,24 @@ def _taylor(model, architecture, data=None, batches=4, batch_size=32, loss=None,
         "ffn": [np.zeros(n) for n in architecture.intermediate_dim],
     }
     gates = {}
+
+    def gated_loss(opened, trainable, rest, x, y):
+        gates.update(opened)
+        return loss(y, model.stateless_call(trainable, rest, x, training=False)[0])
+
+    gradient = _gradient_of(gated_loss)
     examples = 0
     progress = keras.utils.Progbar(len(found), verbose=verbose, unit_name="batch")
     with _gated(model, gates):
         for step, (x, y) in enumerate(found):
             rows = len(y)
-            for kind, sizes in (("heads", architecture.num_heads), ("ffn", architecture.intermediate_dim)):
-                gates[kind] = [tf.ones((rows, n)) for n in sizes]
-            with tf.GradientTape() as tape:
-                tape.watch(gates["heads"] + gates["ffn"])
-                value = loss(y, model(x, training=False))
-            grads = tape.gradient(value, {"heads": gates["heads"], "ffn": gates["ffn"]})
+            ones = {
+                kind: [ops.ones((rows, n)) for n in sizes]
+                for kind, sizes in (("heads", architecture.num_heads), ("ffn", architecture.intermediate_dim))
+            }
+            trainable = [v.value for v in model.trainable_variables]
+            rest = [v.value for v in model.non_trainable_variables]
+            grads = gradient(ones, trainable, rest, x, y)
             for kind in ("heads", "ffn"):
                 for i, grad in enumerate(grads[kind]):
                     if grad is not None:

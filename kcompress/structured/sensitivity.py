@@ -7,7 +7,6 @@ import os
 
 import keras
 import numpy as np
-import tensorflow as tf
 
 from kcompress._atomic import write_atomic
 from kcompress._errors import check_fraction, check_int, expected_error
@@ -111,6 +110,46 @@ def _write_atomic(path, data):
     return path
 
 
+def _tensorflow_forward(model):
+    import tensorflow as tf
+
+    return tf.function(lambda x: model(x, training=False), reduce_retracing=True)
+
+
+def _jax_forward(model):
+    import jax
+
+    # The variables are arguments, not constants of the trace: the masks assigned between calls are read.
+    run = jax.jit(lambda trainable, rest, x: model.stateless_call(trainable, rest, x, training=False)[0])
+    return lambda x: run(
+        [v.value for v in model.trainable_variables], [v.value for v in model.non_trainable_variables], x
+    )
+
+
+def _eager_forward(model):
+    return lambda x: model(x, training=False)
+
+
+# Per backend: ``model -> x -> model(x, training=False)``, compiled, reading the variables' current values.
+FORWARDS = {"tensorflow": _tensorflow_forward, "jax": _jax_forward}
+
+
+def compiled_forward(model):
+    """A compiled ``x -> model(x, training=False)`` that reads the model's variables on every call.
+
+    Eager on a backend without a compiler here.
+
+    Example:
+
+    >>> model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2, kernel_initializer="ones")])
+    >>> forward = compiled_forward(model)
+    >>> _ = model.layers[0].kernel.assign(2 * np.ones((3, 2)))
+    >>> np.asarray(forward(np.ones((1, 3), "float32"))).tolist()
+    [[6.0, 6.0]]
+    """
+    return FORWARDS.get(keras.backend.backend(), _eager_forward)(model)
+
+
 def _accuracy(forward, found):
     correct = total = 0
     for x, y in found:
@@ -193,7 +232,7 @@ def sensitivity(
             batch_size=batch_size,
             verbose=verbose,
         )
-    forward = tf.function(lambda x: model(x, training=False), reduce_retracing=True)
+    forward = compiled_forward(model)
     full = Plan.full(architecture)
     baseline = _accuracy(forward, found)
     jobs = [(layer, kind, level) for layer in range(architecture.num_layers) for kind in KINDS for level in levels]
