@@ -5,7 +5,7 @@ import numpy as np
 
 from kcompress import _swaps
 from kcompress._errors import expected_error
-from kcompress.quantization import quantizers
+from kcompress.quantization import backends, quantizers
 from kcompress.quantization.base import ConfiguredWrapper
 from kcompress.quantization.kernel import QuantizeKernel
 from kcompress.quantization.layer_norm import QuantizeLayerNorm
@@ -166,9 +166,7 @@ class QuantizeTransformerEncoder(ConfiguredWrapper):
         return (x, scores) if return_attention_scores else x
 
     def _observe(self, x):
-        import tensorflow as tf
-
-        if not tf.executing_eagerly():
+        if not backends.primitives().executing_eagerly(x):
             return
         magnitude = np.abs(keras.ops.convert_to_numpy(x)).reshape(-1, x.shape[-1]).max(axis=0)
         self._magnitude = magnitude if self._magnitude is None else np.maximum(self._magnitude, magnitude)

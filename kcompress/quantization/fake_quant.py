@@ -6,14 +6,17 @@ folds into constants already on the int8 grid, which the TFLite converter
 stores losslessly (per channel for FULLY_CONNECTED, CONV_2D and
 DEPTHWISE_CONV_2D). Activations go through TF's
 ``FakeQuantWithMinMaxVars`` op, the op the converter reads ranges from.
+Under another Keras backend (JAX) both run as the same math in `keras.ops`
+(`backends`), so a model trains there and converts under TensorFlow.
 """
 
 import contextlib
 import functools
 import math
 
-import tensorflow as tf
 from keras import ops
+
+from kcompress.quantization import backends
 
 _MARK = "_kcompress_quantized"
 _recorders = []
@@ -33,7 +36,7 @@ def weight_step(weights, reduce_axes, bits=8):
 
 def _step(weights, reduce_axes, qmax):
     largest = ops.max(ops.abs(weights), axis=reduce_axes, keepdims=True)
-    return ops.maximum(largest, 1e-12) / qmax
+    return backends.primitives().divide(ops.maximum(largest, 1e-12), qmax)
 
 
 def fake_quant_symmetric(weights, reduce_axes, bits=8, compiled=False):
@@ -65,25 +68,26 @@ def fake_quant_symmetric(weights, reduce_axes, bits=8, compiled=False):
         reduce_axes = (reduce_axes,)
     axes = None if reduce_axes is None else tuple(int(a) for a in reduce_axes)
     qmax = 2 ** (bits - 1) - 1
+    primitives = backends.primitives()
     if compiled:
         # qmax as an input: XLA would turn a division by a constant into a multiplication by its
         # reciprocal, which can differ from the plain ops in the last bit.
         qmax = ops.convert_to_tensor(qmax, weights.dtype)
-        return tf.grad_pass_through(lambda w: _compiled_snap(axes)(w, qmax))(weights)
-    return tf.grad_pass_through(lambda w: _snap(w, qmax, axes))(weights)
+        return primitives.pass_through(lambda w: _compiled_snap(axes, primitives.compile)(w, qmax), weights)
+    return primitives.pass_through(lambda w: _snap(w, qmax, axes), weights)
 
 
 def _snap(weights, qmax, reduce_axes):
     """`weights` on their symmetric grid (no gradient handling)."""
     step = _step(weights, reduce_axes, qmax)
     # |weights / step| <= qmax by construction of `step` (up to rounding, which `round` absorbs): no clip.
-    return ops.round(weights / step) * step
+    return ops.round(backends.primitives().divide(weights, step)) * step
 
 
 @functools.cache
-def _compiled_snap(reduce_axes):
-    """`_snap` over these axes as one XLA-compiled function (traced once per shape)."""
-    return tf.function(functools.partial(_snap, reduce_axes=reduce_axes), jit_compile=True, autograph=False)
+def _compiled_snap(reduce_axes, compile):
+    """`_snap` over these axes as one compiled function (XLA under TensorFlow, traced once per shape)."""
+    return compile(functools.partial(_snap, reduce_axes=reduce_axes))
 
 
 def fake_quant_range(x, minimum, maximum, bits=8):
@@ -92,7 +96,8 @@ def fake_quant_range(x, minimum, maximum, bits=8):
     The range is widened to contain 0, as TFLite requires. Uses
     ``tf.quantization.fake_quant_with_min_max_vars``, whose gradient clips
     outside the range and which the TFLite converter turns into int8
-    tensor parameters.
+    tensor parameters (under another backend, the same math in `keras.ops`:
+    `backends.fake_quant_with_min_max_vars`).
 
     Example:
 
@@ -101,7 +106,7 @@ def fake_quant_range(x, minimum, maximum, bits=8):
     """
     x = ops.convert_to_tensor(x, "float32")
     minimum, maximum = _conversion_range(minimum, maximum)
-    return tf.quantization.fake_quant_with_min_max_vars(x, minimum, maximum, num_bits=bits, narrow_range=False)
+    return backends.primitives().fake_quant_vars(x, minimum, maximum, bits)
 
 
 def _conversion_range(minimum, maximum):
@@ -150,7 +155,7 @@ def grid_parameters(minimum, maximum, bits=8):
 def _grid(minimum, maximum, bits):
     """``(lowest value, step)`` of the grid `fake_quant_range` rounds to."""
     minimum, maximum = _conversion_range(minimum, maximum)
-    return minimum, (maximum - minimum) / (2.0**bits - 1.0)
+    return minimum, backends.primitives().divide(maximum - minimum, 2.0**bits - 1.0)
 
 
 def bias_on_grid(bias, input_step, kernel, reduce_axes, bits=8):
@@ -179,7 +184,7 @@ def bias_on_grid(bias, input_step, kernel, reduce_axes, bits=8):
     else:
         return bias
     step = ops.cast(input_step, bias.dtype) * steps
-    return ops.round(bias / step) * step
+    return ops.round(backends.primitives().divide(bias, step)) * step
 
 
 def mean_on_grid(x, minimum, maximum, axis=-1, bits=8):
@@ -203,10 +208,11 @@ def mean_on_grid(x, minimum, maximum, axis=-1, bits=8):
     minimum, scale = _grid(minimum, maximum, bits)
     top = 2.0**bits - 1.0
     # TF's FakeQuant nudges the zero point to an integer level; `x` sits on levels (k - zero) * scale.
-    zero = ops.clip(ops.round(-minimum / scale), 0.0, top)
-    levels = ops.round(ops.convert_to_tensor(x, "float32") / scale) + zero
+    divide = backends.primitives().divide
+    zero = ops.clip(ops.round(divide(-minimum, scale)), 0.0, top)
+    levels = ops.round(divide(ops.convert_to_tensor(x, "float32"), scale)) + zero
     # Integer sums stay exact in float32 below 2^24; `round` sends ties to the even level.
-    mean = ops.round(ops.mean(levels, axis=axis, keepdims=True))
+    mean = ops.round(backends.primitives().mean(levels, axis))
     return (ops.clip(mean, 0.0, top) - zero) * scale
 
 
@@ -219,7 +225,7 @@ def fake_quant_training(x, minimum, maximum, bits=8):
     the range.
     """
     maximum = ops.maximum(maximum, minimum + 1e-6)
-    return tf.quantization.fake_quant_with_min_max_vars(x, minimum, maximum, num_bits=bits, narrow_range=False)
+    return backends.primitives().fake_quant_vars(x, minimum, maximum, bits)
 
 
 def _exact_width(minimum, maximum):
@@ -243,7 +249,7 @@ def _exact_width(minimum, maximum):
     maximum = ops.convert_to_tensor(maximum, "float32")
     largest = ops.maximum(ops.abs(minimum), ops.abs(maximum))
     # The power of two at or below `largest`, exactly: its float32 exponent bits.
-    power = tf.bitcast(tf.bitwise.bitwise_and(tf.bitcast(largest, tf.int32), 0x7F800000), tf.float32)
+    power = ops.view(ops.bitwise_and(ops.view(largest, "int32"), 0x7F800000), "float32")
     unit = power * 2.0**-20
     return ops.round(minimum / unit) * unit, ops.round(maximum / unit) * unit
 
@@ -255,7 +261,7 @@ def fake_quant_constant(x, bits=8):
 
 def mark(x, quantizer=None):
     """Records that `x` already carries an int8 range, and which quantizer gave it (best effort)."""
-    if _recorders and quantizer is not None and tf.executing_eagerly():
+    if _recorders and quantizer is not None and backends.primitives().executing_eagerly(x):
         _recorders[-1].append((quantizer, x))
     try:
         setattr(x, _MARK, quantizer if quantizer is not None else True)

@@ -2,11 +2,10 @@
 
 import keras
 import numpy as np
-import tensorflow as tf
 from keras import ops
 
 from kcompress._errors import expected_error
-from kcompress.quantization import fake_quant, quantizers
+from kcompress.quantization import backends, fake_quant, quantizers
 from kcompress.quantization.base import QuantizeBase
 
 
@@ -137,7 +136,7 @@ class QuantizeLayerNorm(QuantizeBase):
         floor = ops.maximum(
             fake_quant.grid_step(*sum_grid, self.config.activation_bits), float(self.layer.epsilon) * depth
         )
-        return q["inverse_norm"](tf.math.rsqrt(tf.maximum(sum_squares, floor)), training=training)
+        return q["inverse_norm"](ops.rsqrt(ops.maximum(sum_squares, floor)), training=training)
 
     def _scale_and_shift(self, normalized, depth, training):
         q = self._quantizers
@@ -200,9 +199,7 @@ def _dense_constant(x, weights):
     """``x @ weights`` over the last axis with a constant matrix, as an int8 FULLY_CONNECTED runs it."""
     if not quantizers.is_exporting():
         weights = fake_quant.fake_quant_symmetric(weights, reduce_axes=(0,))
-    rows = tf.reshape(x, [-1, x.shape[-1]])
-    y = tf.matmul(rows, weights)
-    return tf.reshape(y, tf.concat([tf.shape(x)[:-1], [weights.shape[-1]]], axis=0))
+    return backends.primitives().row_products(x, weights)
 
 
 def _row_sum_squares(x):
@@ -212,21 +209,18 @@ def _row_sum_squares(x):
     once; MUL then SUM would round every square on one grid, where the
     outlier channels of a BERT leave the ordinary ones at zero.
     """
-    depth = x.shape[-1]
-    rows = tf.reshape(x, [-1, 1, depth])
-    sums = tf.matmul(rows, rows, transpose_b=True)
-    return tf.reshape(sums, tf.concat([tf.shape(x)[:-1], [1]], axis=0))
+    return backends.primitives().row_sum_squares(x)
 
 
 def _all_zero(variable):
     """Whether a variable holds only zeros, read while a graph is traced for export."""
-    with tf.init_scope():
+    with backends.primitives().init_scope():
         return not np.asarray(keras.ops.convert_to_numpy(variable)).any()
 
 
 def _same_levels(first, second, bits):
     """Whether rounding to `second`'s grid keeps each level of `first`'s (both ends within a quarter step)."""
-    with tf.init_scope():
+    with backends.primitives().init_scope():
         (low_a, high_a), (low_b, high_b) = (
             [float(keras.ops.convert_to_numpy(v)) for v in q.current_range()] for q in (first, second)
         )
