@@ -4,6 +4,8 @@ import dataclasses
 import os
 import tempfile
 
+import keras
+
 import tflite_export
 from kcompress._errors import check_int, expected_error
 from kcompress.structured import _model
@@ -132,7 +134,8 @@ def prune_to_budget(
         model: A built `BertTextClassifier` (the one the table was measured on).
         table: A `SensitivityTable` of `model`.
         max_params: Parameter budget (int), or None.
-        max_latency_ms: Median LiteRT latency budget in ms, or None.
+        max_latency_ms: Median LiteRT latency budget in ms, or None. Needs
+            the TensorFlow backend.
         importance: ``"taylor"``, ``"magnitude"`` or an `Importance`, to rank
             the units within each layer (as in `prune_transformer`).
         importance_data: Data for Taylor scores.
@@ -168,6 +171,12 @@ def prune_to_budget(
         max_params = check_int("max_params", max_params, minimum=1)
     if max_latency_ms is not None and (isinstance(max_latency_ms, bool) or not max_latency_ms > 0):
         raise expected_error("max_latency_ms > 0", max_latency_ms=max_latency_ms)
+    if max_latency_ms is not None and keras.backend.backend() != "tensorflow":
+        raise expected_error(
+            "the TensorFlow backend for a latency budget (each candidate is timed as a .tflite, which "
+            "tflite_export converts from TensorFlow models); under another backend use max_params",
+            backend=keras.backend.backend(),
+        )
     if max_latency_ms is not None and input_shapes is None:
         raise expected_error(
             "input_shapes for a latency budget (the .tflite needs a fixed sequence length)", input_shapes=None
