@@ -104,8 +104,8 @@ def run_tfmot_baselines(args, tasks):
     """`run_tfmot_baseline` for each task, with the overhead scripts' flags.
 
     The repeats are interleaved (plain, then the task, then plain again, ...)
-    and each task keeps its fastest repeat (`_overhead.interleaved_fits`), so
-    a slow spell of a shared machine does not land on one task only.
+    and every repeat is returned (`_overhead.interleaved_fits`): repeat ``i``
+    of plain and of the task ran back to back and make one paired ratio.
     """
     from _overhead import interleaved_fits
 

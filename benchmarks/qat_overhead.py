@@ -8,15 +8,16 @@ switches a process to legacy Keras. Each framework's ratio is to its own
 plain `fit` measured in the same run (tfmot's to plain tf_keras), and the
 steady-state epoch time (median of epochs after the first, which includes
 tracing) is compared. The repeats are interleaved (plain, then QAT, then
-plain again, ...) on each side and each run keeps its fastest repeat, so a
-slow spell of a shared machine hits both alike. Final training accuracy and
-loss are recorded (tfmot's baseline reports accuracy only), and the
-kcompress QAT model of the fastest repeat is converted to an int8 `.tflite`
+plain again, ...) on each side: repeat i of each pair ran back to back, and
+the ratio is reported as the median of the repeats' paired ratios with
+their range. Final training accuracy and loss are recorded (tfmot's
+baseline reports accuracy only), and the kcompress QAT model of the median
+repeat is converted to an int8 `.tflite`
 whose size and agreement with Keras (`tflite_export.verify` on 512 training
 samples) are recorded.
 
 Usage:
-    python benchmarks/qat_overhead.py [--epochs 3] [--repeats 3]
+    python benchmarks/qat_overhead.py [--epochs 5] [--repeats 7]
 
 Writes benchmarks/results/qat_overhead.json and .md.
 """
@@ -32,14 +33,23 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import keras  # noqa: E402
 from _mlp_task import make_data  # noqa: E402
-from _overhead import build_mlp, interleaved_fits, parse_args, ratios, run_header, timed_fit  # noqa: E402
+from _overhead import (  # noqa: E402
+    build_mlp,
+    interleaved_fits,
+    overhead_table,
+    parse_args,
+    run_header,
+    target_line,
+    timed_fit,
+    typical,
+)
 from _results import write_results  # noqa: E402
 from _subprocess import run_tfmot_baselines  # noqa: E402
 
 import tflite_export  # noqa: E402
 from kcompress import quantization  # noqa: E402
 
-TARGET = 1.15
+TARGET = 1.10
 VERIFY_SAMPLES = 512
 
 
@@ -74,55 +84,40 @@ def export_int8(qat, x):
 
 
 def main():
-    args = parse_args(__doc__, epochs=3, repeats=3)
+    args = parse_args(__doc__, epochs=5, repeats=7)
     x, y = make_data(args.samples, args.seed)
-    fastest = interleaved_fits(
+    fits = interleaved_fits(
         ("plain", "qat"),
         args.repeats,
         lambda task, i: time_fit(task, x, y, args.epochs, args.batch_size, args.seed + i),
     )
-    ours = {task: row for task, (row, _) in fastest.items()}
-    qat_model = fastest["qat"][1]
-    for task in ours:
-        print(f"keras3 {task}: {ours[task]['epoch_s_median']:.3f} s/epoch", flush=True)
-    export = export_int8(qat_model, x)
+    export = export_int8(typical(fits["qat"])[1], x)
     print(
         f"int8 .tflite: {export['int8_size_bytes']} bytes, agreement {export['agreement']:.4f}, "
         f"within one step {export['within_one_step']:.4f}",
         flush=True,
     )
+    ours = {task: [row for row, _ in runs] for task, runs in fits.items()}
     tfmot = run_tfmot_baselines(args, ("plain", "qat"))
-    kc_ratio, tfmot_ratio = ratios(ours, tfmot, "qat")
-    print(
-        f"kcompress QAT / plain Keras 3: {kc_ratio:.2f}x; tfmot QAT / plain tf_keras: "
-        f"{'n/a' if tfmot_ratio is None else f'{tfmot_ratio:.2f}x'}"
-    )
-    rows = [
-        ("plain Keras 3 fit", ours["plain"], 1.0),
-        ("kcompress QAT fit", ours["qat"], kc_ratio),
-        ("plain tf_keras fit", tfmot["plain"], 1.0 if tfmot_ratio else None),
-        ("tfmot QAT fit (tf_keras)", tfmot["qat"], tfmot_ratio),
-    ]
     result = {
-        **run_header("qat_overhead", args, kc_ratio, tfmot_ratio, TARGET),
+        **run_header("qat_overhead", args, ours, tfmot, "qat", TARGET),
         "kcompress_int8_export": export,
         "runs": {"kcompress": ours, "tfmot": tfmot},
     }
-    lines = [
-        "| run | s/epoch (steady) | first epoch s | ratio to its plain fit | final accuracy | final loss |",
-        "|---|---|---|---|---|---|",
+    names = {
+        ("keras3", "plain"): "plain Keras 3 fit",
+        ("keras3", "qat"): "kcompress QAT fit",
+        ("tfmot", "plain"): "plain tf_keras fit",
+        ("tfmot", "qat"): "tfmot QAT fit (tf_keras)",
+    }
+    columns = [
+        ("final accuracy", lambda row: f"{row['final_accuracy']:.4f}"),
+        ("final loss", lambda row: "n/a" if row.get("final_loss") is None else f"{row['final_loss']:.4f}"),
     ]
-    for name, run, ratio in rows:
-        if "skipped" in run:
-            lines.append(f"| {name} | skipped: {run['skipped']} | | | | |")
-            continue
-        ratio_text = "" if ratio is None else f"{ratio:.2f}x"
-        loss = "n/a" if run.get("final_loss") is None else f"{run['final_loss']:.4f}"
-        lines.append(
-            f"| {name} | {run['epoch_s_median']:.3f} | {run['first_epoch_s']:.2f} | {ratio_text} "
-            f"| {run['final_accuracy']:.4f} | {loss} |"
-        )
-    lines += [
+    lines = [
+        overhead_table(ours, tfmot, "qat", names, columns),
+        "",
+        target_line(args, result),
         "",
         f"kcompress QAT -> int8 .tflite: {export['int8_size_bytes'] / 1e3:.1f} kB "
         f"(float32 weights {export['float32_weight_bytes'] / 1e3:.1f} kB), full integer: "
