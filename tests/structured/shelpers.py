@@ -9,6 +9,9 @@ from tests.helpers import tiny_bert_backbone, tiny_bert_classifier
 
 SEQ = 16
 VOCAB = 100
+# Taylor scores of `tiny_classifier()` on `inputs(32)` in 2 batches of 16, under TensorFlow in float32.
+TF_HEAD_SCORES = [[0.2004, 0.28861, 0.3718, 0.17637], [0.25037, 0.18537, 0.31488, 0.494]]
+TF_FFN_SCORE_SUMS = [2.29141, 2.47668]
 
 
 def tiny_backbone(num_layers=2, num_heads=4, hidden_dim=16, intermediate_dim=32, scale=0.3, seed=0):

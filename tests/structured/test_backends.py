@@ -11,13 +11,10 @@ import pytest
 from kcompress import structured
 from kcompress.structured import IterativeStructuredPruning, importance_scores, mask_transformer
 from tests.helpers import save_and_load
-from tests.structured.shelpers import inputs, logits, plan_for, tiny_classifier
+from tests.structured.shelpers import TF_FFN_SCORE_SUMS, TF_HEAD_SCORES, inputs, logits, plan_for, tiny_classifier
 
 pytestmark = pytest.mark.backends
 
-# Taylor scores of `tiny_classifier()` on `inputs(32)` in 2 batches of 16, under TensorFlow.
-TF_HEAD_SCORES = [[0.2004, 0.28861, 0.3718, 0.17637], [0.25037, 0.18537, 0.31488, 0.494]]
-TF_FFN_SCORE_SUMS = [2.29141, 2.47668]
 # (layer, kind, kept, accuracy) with half of one layer's heads or units masked; baseline 0.5625.
 TF_SENSITIVITY = [(0, "heads", 2, 0.46875), (0, "ffn", 16, 0.5), (1, "heads", 2, 0.5), (1, "ffn", 16, 0.53125)]
 TARGETS = {"heads": 0.5, "ffn": [8, 16]}
