@@ -145,10 +145,12 @@ class PruneLowMagnitude(keras.layers.Wrapper):
 
     def update_masks(self):
         """Recomputes the masks if the schedule prunes at the current step."""
-        should_prune, sparsity = self.sparsity_schedule(self.pruning_step.value)
-        should_prune = ops.logical_and(should_prune, self.pruning_step.value >= 0)
+        step = self.pruning_step.value
+        should_prune = ops.logical_and(self.sparsity_schedule.should_prune(step), step >= 0)
 
         def new_mask(variable, axis, mask):
+            # The sparsity is computed in the branch that prunes only: most steps skip its ops.
+            sparsity = self.sparsity_schedule.sparsity(step)
             return self.pattern.compute_mask(
                 ops.cast(variable.value, "float32"), sparsity, input_axis=axis, previous_mask=mask.value
             )
