@@ -1,4 +1,8 @@
-"""Weight clustering (weight sharing) for Keras 3 models: wrap, train centroids, strip."""
+"""Weight clustering (weight sharing) for Keras 3 models: wrap, train centroids, strip.
+
+Trains under the TensorFlow and JAX backends, and under the mixed-precision
+policies (the centroids and the stripped kernels stay float32).
+"""
 
 from kcompress.clustering.api import cluster_weights, strip_clustering, unique_values
 from kcompress.clustering.transformer import cluster_transformer

@@ -6,6 +6,10 @@ model (`shrink`, on `PrunedBertBackbone`). `sensitivity` measures what each
 layer's heads and units are worth, `prune_to_budget` picks per-layer sizes
 for a parameter or latency budget, and `IterativeStructuredPruning` prunes a
 little at a time inside `fit`.
+
+Scoring, pruning, fine-tuning and the sensitivity table run under the
+TensorFlow and JAX backends and under the mixed-precision policies; the
+latency budget needs TensorFlow (its candidates are timed as `.tflite`).
 """
 
 from kcompress.structured.api import prune_transformer

