@@ -13,6 +13,7 @@ Under another Keras backend (JAX) both run as the same math in `keras.ops`
 import contextlib
 import functools
 import math
+import weakref
 
 from keras import ops
 
@@ -20,6 +21,8 @@ from kcompress.quantization import backends
 
 _MARK = "_kcompress_quantized"
 _recorders = []
+# id(tensor) -> (weak reference to it, its mark), for tensors that take no attribute (JAX's tracers).
+_marks = {}
 
 
 def weight_step(weights, reduce_axes, bits=8):
@@ -263,11 +266,32 @@ def mark(x, quantizer=None):
     """Records that `x` already carries an int8 range, and which quantizer gave it (best effort)."""
     if _recorders and quantizer is not None and backends.primitives().executing_eagerly(x):
         _recorders[-1].append((quantizer, x))
+    value = quantizer if quantizer is not None else True
     try:
-        setattr(x, _MARK, quantizer if quantizer is not None else True)
+        setattr(x, _MARK, value)
     except (AttributeError, TypeError):
-        pass
+        _mark_by_reference(x, value)
     return x
+
+
+def _mark_by_reference(x, value):
+    """Marks `x` in `_marks` (under `jax.jit` the tensors are tracers, without attributes); forgotten when it dies."""
+    key = id(x)
+    try:
+        reference = weakref.ref(x, lambda _, key=key: _marks.pop(key, None))
+    except TypeError:
+        return
+    _marks[key] = (reference, value)
+
+
+def _mark_of(x):
+    """What `mark` recorded for `x`: its quantizer, True, or None."""
+    value = getattr(x, _MARK, None)
+    if value is None:
+        reference, recorded = _marks.get(id(x), (None, None))
+        if reference is not None and reference() is x:
+            value = recorded
+    return value
 
 
 @contextlib.contextmanager
@@ -294,10 +318,10 @@ def recording():
 
 def is_marked(x):
     """True if `x` came out of a kcompress activation quantizer."""
-    return bool(getattr(x, _MARK, False))
+    return _mark_of(x) is not None
 
 
 def quantizer_of(x):
     """The `ActivationQuantizer` whose grid `x` is on, if `mark` was told; else None."""
-    source = getattr(x, _MARK, None)
+    source = _mark_of(x)
     return None if source is None or source is True else source
