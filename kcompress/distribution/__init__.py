@@ -7,6 +7,12 @@ weights and masks. `join_processes` does the setup; `is_chief` names the
 one process that writes files.
 """
 
-from kcompress.distribution.processes import is_chief, join_processes, process_part
+from kcompress.distribution.processes import (
+    is_chief,
+    join_processes,
+    process_count,
+    process_part,
+    wait_for_processes,
+)
 
-__all__ = ["is_chief", "join_processes", "process_part"]
+__all__ = ["is_chief", "join_processes", "process_count", "process_part", "wait_for_processes"]

@@ -86,6 +86,35 @@ def is_chief():
     return index == 0
 
 
+def process_count():
+    """How many processes train together: ``jax.process_count()`` after `join_processes`, else 1.
+
+    Example:
+
+    >>> process_count()
+    1
+    """
+    return _position()[1]
+
+
+def wait_for_processes(name, timeout_seconds=3600):
+    """Waits until every process of the group reaches the barrier `name` (at once with one process).
+
+    A barrier of JAX's coordination service, not a collective: a process
+    may wait here while the chief writes files for minutes. Every process
+    must pass the same names in the same order.
+
+    Example:
+
+    >>> wait_for_processes("stage 1 written")
+    """
+    if process_count() == 1:
+        return
+    from jax._src import distributed
+
+    distributed.global_state.client.wait_at_barrier(f"kcompress/{name}", int(timeout_seconds * 1000))
+
+
 def process_part(*arrays):
     """This process' share of each array (or dict of arrays): every n-th row, from its index.
 
