@@ -1,5 +1,6 @@
 """The pipeline's last stage: `.tflite`, verification, Edge TPU report, latency, app files."""
 
+import dataclasses
 import os
 import time
 
@@ -29,10 +30,37 @@ def _app_files(context, directory):
 
 
 def run_export(context, model, directory):
-    """Converts, verifies, checks for the Edge TPU and times the model; returns the report row."""
+    """Converts, verifies, checks for the Edge TPU and times the model; returns the report row.
+
+    Under a backend other than TensorFlow the run's TensorFlow worker does
+    it, on the last stage's saved `model_path`.
+    """
     started = time.perf_counter()
-    settings = context.config.export
-    data = context.tokens
+    if context.worker is not None:
+        row = context.worker.request(
+            action="export",
+            model=context.model_path,
+            directory=directory,
+            tokens=context.tokens_file(),
+            export=dataclasses.asdict(context.config.export),
+        )
+    else:
+        row = export_row(model, directory, context.config.export, context.tokens)
+    _app_files(context, directory)
+    row["seconds"] = time.perf_counter() - started
+    return row
+
+
+def export_row(model, directory, settings, data):
+    """The export stage's work on a TensorFlow-backend model: its `.tflite` in `directory`, and its row.
+
+    Args:
+        model: The last stage's Keras model (token ids or images in).
+        directory: Where the `.tflite` and ``edgetpu.txt`` go.
+        settings: The `ExportStage`.
+        data: The run's `Tokens` (calibration, verification and test data).
+    """
+    started = time.perf_counter()
     name = f"model_{settings.mode}.tflite"
     path = os.path.join(directory, name)
     quantization_aware = bool(quantization_wrappers(model))
@@ -56,7 +84,6 @@ def run_export(context, model, directory):
     edgetpu = tflite_export.check_edgetpu(path)
     _write_text(os.path.join(directory, "edgetpu.txt"), str(edgetpu) + "\n")
     latency = tflite_export.benchmark(path, threads=settings.threads, runs=settings.runs, warmup=5)
-    _app_files(context, directory)
     raw, gzipped = file_sizes(directory, [name])
     return {
         "stage": "export",

@@ -1,5 +1,6 @@
 """Measurements of a stage's model: parameters, file sizes, accuracy, latency."""
 
+import dataclasses
 import gzip
 import os
 import tempfile
@@ -95,20 +96,40 @@ def float_tflite(model, tokens, directory):
 
 
 def keras_row(name, model, directory, context, seconds):
-    """The report row of a Keras stage.
+    """The report row of a Keras stage, whose model is saved in `directory`.
 
     Size and latency are those of the model as a float32 `.tflite` (what
     would ship without quantization; a saved `.keras` also holds optimizer
-    state). The QAT stage is measured by the export row instead.
+    state). The QAT stage is measured by the export row instead. Under a
+    backend other than TensorFlow, accuracy and the `.tflite` are measured
+    by the run's TensorFlow worker on the saved ``model.keras``.
     """
-    data = context.tokens
+    row = {"stage": name, "params": weight_count(model)}
     settings = context.config.export
-    row = {
-        "stage": name,
-        "params": weight_count(model),
-        "accuracy": accuracy(model, data.x_test, data.y_test),
-        "seconds": seconds,
-    }
+    if context.worker is not None:
+        measured = context.worker.request(
+            action="measure",
+            stage=name,
+            model=os.path.join(directory, "model.keras"),
+            tokens=context.tokens_file(),
+            export=dataclasses.asdict(settings),
+        )
+    else:
+        measured = measured_row(name, model, context.tokens, settings)
+    row.update(accuracy=measured.pop("accuracy"), seconds=seconds, **measured)
+    return row
+
+
+def measured_row(name, model, data, settings):
+    """Test accuracy and, but for the QAT stage, the float32 `.tflite`'s size and latency (TensorFlow backend).
+
+    Args:
+        name: The stage's name.
+        model: Its Keras model.
+        data: The run's `Tokens`.
+        settings: The `ExportStage` (threads and runs of the latency measurement).
+    """
+    row = {"accuracy": accuracy(model, data.x_test, data.y_test)}
     if name == "qat":  # Its file is the export row's `.tflite`.
         row.update(size_mb=None, gzip_mb=None, latency_ms=None, size_kind="see export")
         return row

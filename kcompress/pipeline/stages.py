@@ -12,7 +12,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from kcompress import distillation, pruning, quantization
+from kcompress import distillation, distribution, pruning, quantization
 from kcompress.data import load_minilm_classifier
 from kcompress.pipeline.data import check_outputs, head
 
@@ -100,15 +100,28 @@ def _fit(context, model, settings, **kwargs):
 
     Through a shuffled `tf.data.Dataset`: a keras-hub task batches arrays
     into a dataset of its own in their order (and warns that ``shuffle=True``
-    is ignored).
+    is ignored). Over several processes (`kcompress.distribution`) each
+    process feeds its own part of the examples in batches of its share of
+    ``settings.batch_size``, so a step's batch is the setting's size.
     """
-    data = context.tokens
+    x, y = distribution.process_part(context.tokens.x_train, context.tokens.y_train)
     dataset = (
-        tf.data.Dataset.from_tensor_slices((data.x_train, data.y_train))
-        .shuffle(len(data.y_train), seed=context.config.seed, reshuffle_each_iteration=True)
-        .batch(settings.batch_size)
+        tf.data.Dataset.from_tensor_slices((x, y))
+        .shuffle(len(y), seed=context.config.seed, reshuffle_each_iteration=True)
+        .batch(local_batch_size(settings.batch_size))
     )
     return model.fit(dataset, epochs=settings.epochs, shuffle=False, verbose=context.fit_verbose, **kwargs)
+
+
+def local_batch_size(batch_size):
+    """This process' share of a step's `batch_size` (all of it in a single process; at least 1).
+
+    Example:
+
+    >>> local_batch_size(32)
+    32
+    """
+    return max(1, batch_size // distribution.process_count())
 
 
 def run_teacher(context, model):
@@ -152,7 +165,7 @@ def run_distill(context, teacher):
             temperature=settings.temperature,
             hidden="uniform" if settings.hidden else None,
             attention="uniform" if settings.attention else None,
-            cache=distillation.TeacherCache(os.path.join(context.out, "teacher_cache"), storage_dtype="float16"),
+            cache=distillation.TeacherCache(os.path.join(context.files, "teacher_cache"), storage_dtype="float16"),
         )
         distiller.compile(optimizer=keras.optimizers.Adam(settings.learning_rate), metrics=["accuracy"])
     if settings.epochs:
@@ -167,7 +180,8 @@ def run_prune(context, model):
 
 def _prune_unstructured(context, model):
     settings = context.config.prune
-    steps = max(1, int(np.ceil(len(context.tokens.y_train) / settings.batch_size)) * max(1, settings.epochs))
+    examples = len(distribution.process_part(context.tokens.y_train))
+    steps = max(1, int(np.ceil(examples / local_batch_size(settings.batch_size)))) * max(1, settings.epochs)
     schedule = pruning.PolynomialDecay(
         initial_sparsity=0.0,
         final_sparsity=settings.sparsity,
