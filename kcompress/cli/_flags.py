@@ -91,6 +91,26 @@ def define_bool(flag_values, name, default, help):
     flags.DEFINE_boolean(name, default, help, flag_values=flag_values)
 
 
+def check_addresses(flag, value):
+    """Raises `UsageError` unless `value` is ``host:port`` or comma-separated ``host:port`` items.
+
+    Example:
+
+    >>> check_addresses("--job-addresses", "10.0.0.1:1234,10.0.0.2:1234")
+    >>> check_addresses("--job-addresses", "10.0.0.1")
+    Traceback (most recent call last):
+    ...
+    kcompress.cli._errors.UsageError: Expected --job-addresses as host:port, or comma-separated host:port \
+items. Received: --job-addresses='10.0.0.1'
+    """
+    for item in value.split(","):
+        host, _, port = item.strip().rpartition(":")
+        if not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise UsageError(
+                str(expected_error(f"{flag} as host:port, or comma-separated host:port items", **{flag: value}))
+            )
+
+
 _MISSING = "Missing value for flag "
 
 

@@ -33,9 +33,47 @@ def _define(flag_values):
     _flags.define_string(
         flag_values, "out", None, "Run folder: models, report.md, report.png. An interrupted run resumes from it."
     )
+    _flags.define_string(
+        flag_values,
+        "job-addresses",
+        None,
+        "Train over several processes (KERAS_BACKEND=jax only; give all three of --job-addresses, --num-processes "
+        "and --process-id): host:port of process 0, or every process' host:port, comma-separated. Every process "
+        "runs the same command on a shared --out; only process 0 writes it.",
+    )
+    _flags.define_int(flag_values, "num-processes", None, "How many processes train together.", minimum=1)
+    _flags.define_int(
+        flag_values, "process-id", None, "This process' index, from 0 to --num-processes - 1.", minimum=0
+    )
+
+
+def _join_processes(args):
+    """Joins this process to the group the three flags describe (before any model is built), if they are given."""
+    given = {
+        "--job-addresses": args.job_addresses,
+        "--num-processes": args.num_processes,
+        "--process-id": args.process_id,
+    }
+    if all(value is None for value in given.values()):
+        return
+    missing = [name for name, value in given.items() if value is None]
+    if missing:
+        expectation = "all of --job-addresses, --num-processes and --process-id"
+        raise UsageError(str(expected_error(expectation, missing=", ".join(missing))))
+    _flags.check_addresses("--job-addresses", args.job_addresses)
+    if args.process_id >= args.num_processes:
+        expectation = f"--process-id in [0, {args.num_processes}) for --num-processes={args.num_processes}"
+        raise UsageError(str(expected_error(expectation, **{"--process-id": args.process_id})))
+    from kcompress import distribution
+
+    try:
+        distribution.join_processes(args.job_addresses, args.num_processes, args.process_id)
+    except ValueError as error:  # The TensorFlow backend: its "Expected the JAX backend ..." message.
+        raise UsageError(one_line(error)) from None
 
 
 def _execute(args, positional):
+    _join_processes(args)
     model = _paths.keras_file("--model", args.model, suffixes=(".keras",)) if args.model else None
     config_path = _paths.existing_file("--config", args.config, suffixes=_CONFIG_SUFFIXES)
     out = _paths.output_dir("--out", args.out)
@@ -63,8 +101,15 @@ def _execute(args, positional):
             _check_saved_classes(config, len(data.class_names))
     except (UsageError, ValueError) as error:
         raise UsageError(f"--config {config_path}: {one_line(error)}") from None
-    os.makedirs(out, exist_ok=True)
+    if _is_chief():  # Over several processes, only process 0 writes the run folder.
+        os.makedirs(out, exist_ok=True)
     _pipeline.show(pipeline.run_pipeline(config, out, verbose=1))
+
+
+def _is_chief():
+    from kcompress import distribution  # Keras is loaded by now: no start-up cost.
+
+    return distribution.is_chief()
 
 
 def _check_image_classifier(config, num_classes, flag):
@@ -105,5 +150,7 @@ COMMAND = Command(
     examples=(
         "kcompress compress --model m.keras --config c.json --out run/",
         "kcompress compress --model cnn.keras --data photos/ --config c.json --out run/",
+        "KERAS_BACKEND=jax kcompress compress --config c.json --out shared/run --job-addresses 10.0.0.1:1234 "
+        "--num-processes 2 --process-id 0",
     ),
 )

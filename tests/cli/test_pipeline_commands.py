@@ -12,6 +12,7 @@ import json
 import sys
 import types
 
+import keras
 import pytest
 
 from tests.cli.clihelpers import assert_usage_error
@@ -146,3 +147,37 @@ def test_missing_pipeline_module_exit_1(cli, monkeypatch, tmp_path):
     assert_usage_error(
         cli("demo", "--out", tmp_path), "kcompress.pipeline is not part of this kcompress install", code=1
     )
+
+
+def test_compress_process_flags_usage_errors_exit_2(cli, pipeline, tmp_path):
+    config = tmp_path / "c.json"
+    config.write_text("{}")
+    base = ("compress", "--config", config, "--out", tmp_path / "run")
+    group = ("--job-addresses", "127.0.0.1:1234", "--num-processes", "2")
+    assert_usage_error(cli(*base, "--num-processes", "0"), "Expected --num-processes to be an integer >= 1")
+    assert_usage_error(cli(*base, "--process-id", "-1"), "Expected --process-id to be an integer >= 0")
+    assert_usage_error(
+        cli(*base, "--job-addresses", "127.0.0.1:1234"),
+        "Expected all of --job-addresses, --num-processes and --process-id",
+        "missing='--num-processes, --process-id'",
+    )
+    assert_usage_error(
+        cli(*base, "--job-addresses", "127.0.0.1", "--num-processes", "2", "--process-id", "0"),
+        "Expected --job-addresses as host:port, or comma-separated host:port items",
+    )
+    assert_usage_error(
+        cli(*base, *group, "--process_id", "2"), "Expected --process-id in [0, 2) for --num-processes=2", "=2"
+    )
+    assert pipeline.calls == []
+
+
+@pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="the TensorFlow backend's error")
+def test_compress_over_processes_needs_jax(cli, pipeline, tmp_path):
+    config = tmp_path / "c.json"
+    config.write_text("{}")
+    run = cli(
+        "compress", "--config", config, "--out", tmp_path / "run",
+        "--job-addresses", "127.0.0.1:1234", "--num-processes", "2", "--process-id", "0",
+    )  # fmt: skip
+    assert_usage_error(run, "Expected the JAX backend (KERAS_BACKEND=jax)", "keras-team/keras/issues/20585")
+    assert pipeline.calls == []
