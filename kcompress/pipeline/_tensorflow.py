@@ -99,9 +99,11 @@ class TensorFlowWorker:
         for line in self._process.stdout:
             if line.startswith(_REPLY):
                 reply = json.loads(line[len(_REPLY) :])
-                if "error" in reply:
-                    raise ValueError(reply["error"]) if reply["kind"] == "ValueError" else RuntimeError(reply["error"])
-                return reply
+                if "error" not in reply:
+                    return reply
+                if reply["kind"] == "ValueError":  # A Keras-style "Expected ..." stays one.
+                    raise ValueError(reply["error"])
+                raise RuntimeError(f"{reply['kind']} in the TensorFlow worker process: {reply['error']}")
         self._process.wait()
         raise RuntimeError(
             f"The TensorFlow worker process (KERAS_BACKEND=tensorflow, for the .tflite files) ended with exit code "

@@ -13,7 +13,7 @@ from kcompress.pipeline.measure import file_sizes, input_shapes, weight_count
 from kcompress.quantization import quantization_wrappers
 from tflite_export._runner import Runner
 
-_CALIBRATION_EXAMPLES = 200
+CALIBRATION_EXAMPLES = 200
 
 
 def _write_text(path, text):
@@ -66,7 +66,7 @@ def export_row(model, directory, settings, data):
     quantization_aware = bool(quantization_wrappers(model))
     representative = None
     if settings.mode in ("int8", "int16x8") and not quantization_aware:
-        representative = head(data.x_train, _CALIBRATION_EXAMPLES)
+        representative = head(data.x_train, CALIBRATION_EXAMPLES)
     conversion = tflite_export.convert(
         model,
         path,

@@ -17,8 +17,8 @@ from kcompress._atomic import write_atomic
 from kcompress._errors import expected_error
 from kcompress.pipeline import measure
 from kcompress.pipeline._tensorflow import TensorFlowWorker, save_tokens
-from kcompress.pipeline.data import tokenize
-from kcompress.pipeline.export import run_export
+from kcompress.pipeline.data import head, tokenize
+from kcompress.pipeline.export import CALIBRATION_EXAMPLES, run_export
 from kcompress.pipeline.images import ImageData, ends_in_softmax, image_input, read_images
 from kcompress.pipeline.report import report_table, write_report
 from kcompress.pipeline.sources import load_data
@@ -74,10 +74,16 @@ class Context:
         return self.out if self.chief else self.scratch
 
     def tokens_file(self):
-        """The tokens as an ``.npz`` in the scratch folder (written once), for the TensorFlow worker."""
+        """The test tokens and the export's calibration examples as an ``.npz`` in the scratch folder (written once).
+
+        What the TensorFlow worker measures and exports with.
+        """
         if self._tokens_path is None:
+            data = self.tokens
+            calibration = CALIBRATION_EXAMPLES
+            part = Tokens(head(data.x_train, calibration), data.y_train[:calibration], data.x_test, data.y_test)
             self._tokens_path = os.path.join(self.scratch, "tokens.npz")
-            save_tokens(self._tokens_path, self.tokens)
+            save_tokens(self._tokens_path, part)
         return self._tokens_path
 
     def scope(self):
