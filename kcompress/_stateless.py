@@ -2,6 +2,9 @@
 
 import keras
 
+# Not in Keras' public API: whether a StatelessScope is open, and which.
+from keras.src.backend.common.stateless_scope import get_stateless_scope
+
 
 def call_with_values(fn, mapping, variables=()):
     """Calls `fn()` with each variable of `mapping` read as its mapped value.
@@ -10,27 +13,38 @@ def call_with_values(fn, mapping, variables=()):
     dropout seeds) are applied after the call rather than lost in the
     `keras.StatelessScope`.
 
+    Inside another `StatelessScope` (a JAX training step runs in one, holding
+    every variable's value while the variables themselves are empty), a
+    nested scope does not read through to the outer one: the other
+    `variables` are then mapped to their values in the outer scope, and
+    what `fn` assigns to them is assigned back into it.
+
     Args:
         fn: Zero-argument callable.
         mapping: List of ``(variable, value)`` pairs.
-        variables: Variables whose in-call updates must be kept.
+        variables: Variables `fn` reads or updates besides the mapped ones.
 
     Returns:
         What `fn` returns.
 
     Example:
 
-    >>> v = keras.Variable(1.0)
-    >>> float(call_with_values(lambda: v.value * 2, [(v, 5.0)]))
-    10.0
+    >>> v, w = keras.Variable(1.0), keras.Variable(3.0)
+    >>> float(call_with_values(lambda: v.value * w.value, [(v, 5.0)], [v, w]))
+    15.0
     """
-    with keras.StatelessScope(state_mapping=mapping) as scope:
-        result = fn()
     mapped = {id(variable) for variable, _ in mapping}
-    for variable in variables:
-        if id(variable) in mapped:
-            continue
-        value = scope.get_current_value(variable)
-        if value is not None:
-            variable.assign(value)
+    others = [variable for variable in variables if id(variable) not in mapped]
+    outer = get_stateless_scope()
+    current = []
+    if outer is not None:
+        current = [(variable, outer.get_current_value(variable)) for variable in others]
+        current = [(variable, value) for variable, value in current if value is not None]
+    with keras.StatelessScope(state_mapping=list(mapping) + current) as scope:
+        before = {id(variable): scope.get_current_value(variable) for variable, _ in current}
+        result = fn()
+    for variable in others:
+        updated = scope.get_current_value(variable)
+        if updated is not None and updated is not before.get(id(variable)):
+            variable.assign(updated)
     return result

@@ -5,6 +5,7 @@ import numpy as np
 from keras import ops
 
 from kcompress._errors import check_int, expected_error
+from kcompress._stateless import call_with_values
 from kcompress.clustering import clusterable, kmeans
 
 
@@ -49,32 +50,6 @@ def initial_clusters(values, number_of_clusters, init, iterations, seed, keep_ze
         centroids[1:] = rest
         assignments[nonzero] = members + 1
     return centroids, assignments
-
-
-def call_with_values(fn, mapping, variables):
-    """Calls `fn()` with each variable of `mapping` read as its mapped value, the other `variables` as they are.
-
-    The other `variables` are mapped to their current values too: a JAX
-    training step runs in a `keras.StatelessScope` holding every variable's
-    value, and a nested scope does not read through to it. Whatever `fn`
-    assigns to them (a seed, a range tracker) is assigned after the call.
-
-    Example:
-
-    >>> v, w = keras.Variable(1.0), keras.Variable(3.0)
-    >>> float(call_with_values(lambda: v.value * w.value, [(v, 5.0)], [v, w]))
-    15.0
-    """
-    mapped = {id(variable) for variable, _ in mapping}
-    current = [(variable, _raw_value(variable)) for variable in variables if id(variable) not in mapped]
-    with keras.StatelessScope(state_mapping=list(mapping) + current) as scope:
-        before = [scope.get_current_value(variable) for variable, _ in current]
-        result = fn()
-    for (variable, _), value in zip(current, before):
-        updated = scope.get_current_value(variable)
-        if updated is not value:
-            variable.assign(updated)
-    return result
 
 
 def _raw_value(variable):

@@ -4,6 +4,7 @@ import keras
 from keras import ops
 
 from kcompress._errors import expected_error
+from kcompress._stateless import call_with_values
 from kcompress.pruning import masks, prunable, schedules
 
 
@@ -192,13 +193,9 @@ class PruneLowMagnitude(keras.layers.Wrapper):
             self.update_masks()
             self.pruning_step.assign_add(1)
         mapping = list(zip(self.pruned_variables, self.masked_values()))
-        if keras.backend.backend() != "tensorflow":
-            # A JAX training step already runs in a StatelessScope, and a nested one does not read
-            # through to it: every variable the layer reads must be in this mapping.
-            pruned = {id(v) for v in self.pruned_variables}
-            mapping += [(v, v.value) for v in self.layer.variables if id(v) not in pruned]
-        with keras.StatelessScope(state_mapping=mapping):
-            return self.layer(inputs, *args, training=training, **kwargs)
+        return call_with_values(
+            lambda: self.layer(inputs, *args, training=training, **kwargs), mapping, self.layer.variables
+        )
 
     def compute_output_spec(self, *args, **kwargs):
         return self.layer.compute_output_spec(*args, **kwargs)

@@ -1,7 +1,6 @@
 """What every quantization wrapper shares: config, output range, saving."""
 
 import keras
-from keras.src.backend.common import stateless_scope
 
 from kcompress import _stateless
 from kcompress.quantization import config as config_lib
@@ -71,10 +70,7 @@ class QuantizeBase(ConfiguredWrapper):
 
     def _run(self, fn, mapping):
         """Runs `fn` with weights replaced by `mapping`, keeping range updates."""
-        outer = stateless_scope.get_stateless_scope()
-        if outer is None:
-            return _stateless.call_with_values(fn, mapping, self.variables)
-        return _call_in_scope(fn, mapping, self.variables, outer)
+        return _stateless.call_with_values(fn, mapping, self.variables)
 
     def _bias_values(self, layer, kernel, axes, grid, training, divisor=None):
         """``[(bias variable, value it runs with)]``, or ``[]`` when the bias runs as it is.
@@ -111,25 +107,3 @@ class QuantizeBase(ConfiguredWrapper):
                 that is exported.
         """
         return []
-
-
-def _call_in_scope(fn, mapping, variables, outer):
-    """`_stateless.call_with_values` inside a `keras.StatelessScope` (a JAX training step is one).
-
-    A nested scope does not read through to the outer one, where every
-    variable's value lives (JAX's trainer empties the variables themselves
-    during `fit`): the other `variables` are mapped to their values in the
-    outer scope, and those `fn` assigns (ranges, seeds) are assigned back
-    into it.
-    """
-    mapped = {id(variable) for variable, _ in mapping}
-    current = [(v, outer.get_current_value(v)) for v in variables if id(v) not in mapped]
-    current = [(variable, value) for variable, value in current if value is not None]
-    with keras.StatelessScope(state_mapping=list(mapping) + current) as scope:
-        before = [scope.get_current_value(variable) for variable, _ in current]
-        result = fn()
-    for (variable, _), value in zip(current, before):
-        updated = scope.get_current_value(variable)
-        if updated is not value:
-            variable.assign(updated)
-    return result
