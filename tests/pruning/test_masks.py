@@ -40,7 +40,7 @@ def test_nm_groups_have_exactly_n_nonzeros(data, nm, shape):
 
 
 @given(data=st.data(), first=st.floats(0.0, 0.6), second=st.floats(0.0, 0.35))
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=15, deadline=None)
 def test_masks_only_grow_with_previous_mask(data, first, second):
     weights = data.draw(hnp.arrays("float32", (6, 10), elements=st.floats(-3, 3, width=32, allow_subnormal=False)))
     pattern = pruning.Unstructured()

@@ -131,7 +131,8 @@ def test_divided_blocks_round_less_than_one_grid():
     assert all(split < single for split, single in zip(errors[4.0], errors[0.0])), errors
 
 
-@pytest.mark.parametrize("steps", [0, 2])
+# A fresh BERT converts in test_fresh_bert_on_one_grid_converts too: its case here is `large`.
+@pytest.mark.parametrize("steps", [pytest.param(0, marks=pytest.mark.large), 2])
 def test_divided_bert_converts_to_int8_that_matches_it(steps, tmp_path):
     model = bert_with_outlier_channel()
     x = bert_data()

@@ -85,7 +85,8 @@ def bert_int8(seed, path, **convert_kwargs):
     return conversion, verify(qat, conversion.path, x)
 
 
-@pytest.mark.parametrize("seed", [0, 1, 2])
+# Seeds 1 and 2 (14 s each) are `large`.
+@pytest.mark.parametrize("seed", [0, *(pytest.param(seed, marks=pytest.mark.large) for seed in (1, 2))])
 def test_qat_int8_keras_hub_bert(seed, tmp_path):
     conversion, check = bert_int8(seed, tmp_path / "bert.tflite")
     assert conversion.model.is_full_integer(), str(conversion)
