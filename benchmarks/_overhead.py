@@ -42,10 +42,8 @@ def build_mlp():
 
 def timed_fit(model, x, y, epochs, batch_size, callbacks=()):
     """Compiles and fits `model`; returns the timing/accuracy fields of a result row."""
+    compile_mlp(model)
     timer = EpochTimer()
-    model.compile(
-        keras.optimizers.Adam(1e-3), keras.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=["accuracy"]
-    )
     history = model.fit(x, y, epochs=epochs, batch_size=batch_size, verbose=0, callbacks=[timer, *callbacks])
     return {
         "epoch_s_median": statistics.median(timer.times[1:]),
@@ -55,19 +53,52 @@ def timed_fit(model, x, y, epochs, batch_size, callbacks=()):
     }
 
 
-def interleaved_fits(tasks, repeats, fit):
-    """``fit(task, repeat)`` for each repeat of each task, interleaved; every run, by task.
+def compile_mlp(model):
+    """Compiles `model` as every overhead run does (Adam 1e-3, logits cross-entropy, accuracy)."""
+    model.compile(
+        keras.optimizers.Adam(1e-3), keras.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=["accuracy"]
+    )
+    return model
 
-    Interleaving (plain, task, plain, task, ...) makes repeat ``i`` of each
-    task a pair run back to back, so a slow spell of a shared machine lands
-    on both sides of a ratio. `fit` returns a row (with ``epoch_s_median``,
-    or ``skipped`` for a baseline that could not run) or ``(row, model)``.
+
+def alternating_fits(runs, x, y, epochs, batch_size):
+    """Fits each ``name: (compiled model, callbacks)`` one epoch at a time, in turn; ``{name: row}``.
+
+    Epoch ``i`` of every model runs back to back with the others' epoch
+    ``i``, so a slow spell of a shared machine lands on both sides of their
+    ratio. Each row keeps every epoch's time (the first one includes tracing).
     """
-    runs = {task: [] for task in tasks}
-    for repeat in range(repeats):
-        for task in tasks:
-            runs[task].append(fit(task, repeat))
-    return runs
+    times = {name: [] for name in runs}
+    history = {}
+    for epoch in range(epochs):
+        for name, (model, callbacks) in runs.items():
+            timer = EpochTimer()
+            history[name] = model.fit(
+                x,
+                y,
+                batch_size=batch_size,
+                epochs=epoch + 1,
+                initial_epoch=epoch,
+                verbose=0,
+                callbacks=[timer, *callbacks],
+            ).history
+            times[name].append(timer.times[0])
+    return {
+        name: {
+            "epoch_times": times[name],
+            "epoch_s_median": statistics.median(times[name][1:]),
+            "first_epoch_s": times[name][0],
+            "final_accuracy": history[name]["accuracy"][-1],
+            "final_loss": history[name]["loss"][-1],
+        }
+        for name in runs
+    }
+
+
+def repeated(repeats, run):
+    """``run(repeat) -> {name: row}`` for each repeat; ``{name: [row of each repeat]}``."""
+    rows = [run(repeat) for repeat in range(repeats)]
+    return {name: [row[name] for row in rows] for name in rows[0]}
 
 
 def _row(run):
@@ -81,11 +112,12 @@ def typical(runs):
 
 
 def ratio_spread(runs, task):
-    """Paired ratios ``task / plain`` of each repeat: their median, lowest and highest; None if skipped."""
-    pairs = [(_row(t), _row(p)) for t, p in zip(runs[task], runs["plain"])]
+    """Ratios ``task / plain`` of the epochs that ran back to back (tracing epochs left out), pooled over
+    the repeats: their median, lowest and highest; None if a side was skipped."""
+    pairs = list(zip(runs[task], runs["plain"]))
     if any("skipped" in t or "skipped" in p for t, p in pairs):
         return None
-    values = [t["epoch_s_median"] / p["epoch_s_median"] for t, p in pairs]
+    values = [a / b for t, p in pairs for a, b in zip(t["epoch_times"][1:], p["epoch_times"][1:])]
     return {"median": statistics.median(values), "low": min(values), "high": max(values), "ratios": values}
 
 
@@ -132,7 +164,7 @@ def overhead_table(ours, tfmot, task, names, extra_columns=()):
     `names` maps ``(side, task)`` to a row title; `extra_columns` are
     ``(title, row -> text)`` pairs.
     """
-    titles = ["run", "s/epoch (median)", "first epoch s", "ratio to its plain fit, median [range]"]
+    titles = ["run", "s/epoch (median)", "first epoch s", "epoch ratio to its plain fit, median [range]"]
     titles += [title for title, _ in extra_columns]
     lines = ["| " + " | ".join(titles) + " |", "|" + "---|" * len(titles)]
     for side, runs in (("keras3", ours), ("tfmot", tfmot)):
@@ -151,6 +183,6 @@ def overhead_table(ours, tfmot, task, names, extra_columns=()):
 
 
 def target_line(args, result):
-    """The line under the table: how many paired repeats, the target and whether it was met."""
-    runs = f"{args.repeats} paired repeats of {args.epochs} epochs"
+    """The line under the table: how many epochs were paired, the target and whether it was met."""
+    runs = f"{args.repeats} repeats of {args.epochs} alternating epochs (the first, tracing, not timed)"
     return f"{runs}; target: {result['target']}, met: {result['target_met']}"

@@ -28,7 +28,15 @@ def _tail(text, limit=_STDERR_TAIL_CHARS):
 
 
 def run_tfmot_baseline(
-    task: str, *, epochs: int, batch_size: int, samples: int, seed: int = 0, repeats: int = 1, timeout: float = 1800
+    task: str,
+    *,
+    epochs: int,
+    batch_size: int,
+    samples: int,
+    seed: int = 0,
+    repeats: int = 1,
+    alternate: bool = False,
+    timeout: float = 1800,
 ) -> dict:
     """Runs ``_tfmot_baseline.py`` in a subprocess and returns its JSON result.
 
@@ -39,6 +47,8 @@ def run_tfmot_baseline(
         samples: Number of random training samples.
         seed: Seed for the data and weight initialisation.
         repeats: Number of fresh fits; the fastest median epoch is reported.
+        alternate: Fit a plain model and the task's one epoch each in turn;
+            the result is ``{"runs": {"plain": row, task: row}}``.
         timeout: Seconds before the child process is killed.
 
     Returns:
@@ -75,6 +85,7 @@ def run_tfmot_baseline(
         str(seed),
         "--repeats",
         str(repeats),
+        *(["--alternate"] if alternate else []),
     ]
     env = dict(os.environ, TF_USE_LEGACY_KERAS="1", TF_CPP_MIN_LOG_LEVEL="2")
     try:
@@ -101,18 +112,22 @@ def run_tfmot_baseline(
 
 
 def run_tfmot_baselines(args, tasks):
-    """`run_tfmot_baseline` for each task, with the overhead scripts' flags.
+    """tfmot's side of an overhead script: ``{name: [row of each repeat]}`` for ``("plain", task)``.
 
-    The repeats are interleaved (plain, then the task, then plain again, ...)
-    and every repeat is returned (`_overhead.interleaved_fits`): repeat ``i``
-    of plain and of the task ran back to back and make one paired ratio.
+    Each repeat is one child process fitting a fresh plain tf_keras model
+    and the task's model one epoch each in turn (``--alternate``), as the
+    Keras 3 side does (`_overhead.alternating_fits`).
     """
-    from _overhead import interleaved_fits
-
-    return interleaved_fits(
-        tasks,
-        args.repeats,
-        lambda task, _: run_tfmot_baseline(
-            task, epochs=args.epochs, batch_size=args.batch_size, samples=args.samples, seed=args.seed, repeats=1
-        ),
-    )
+    task = tasks[-1]
+    rows = []
+    for repeat in range(args.repeats):
+        result = run_tfmot_baseline(
+            task,
+            epochs=args.epochs,
+            batch_size=args.batch_size,
+            samples=args.samples,
+            seed=args.seed + repeat,
+            alternate=True,
+        )
+        rows.append(result["runs"] if "runs" in result else {"plain": result, task: result})
+    return {name: [row[name] for row in rows] for name in ("plain", task)}

@@ -68,6 +68,60 @@ def dense_kernel_sparsity(model):
     return zeros / sum(k.size for k in kernels)
 
 
+def build(task, epochs, steps_per_epoch):
+    """``(compiled model, callbacks)`` of a fresh MLP for `task` (callbacks without a timer)."""
+    model = build_mlp()
+    callbacks = []
+    if task == "prune":
+        schedule = tfmot.sparsity.keras.PolynomialDecay(
+            initial_sparsity=0.0, final_sparsity=0.8, begin_step=0, end_step=epochs * steps_per_epoch, frequency=100
+        )
+        model = tfmot.sparsity.keras.prune_low_magnitude(model, pruning_schedule=schedule)
+        callbacks.append(tfmot.sparsity.keras.UpdatePruningStep())
+    elif task == "qat":
+        model = tfmot.quantization.keras.quantize_model(model)
+    model.compile(
+        optimizer=tf_keras.optimizers.Adam(1e-3),
+        loss=tf_keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        metrics=["accuracy"],
+    )
+    return model, callbacks
+
+
+def run_alternating(task, x, y, epochs, batch_size):
+    """Fresh plain and `task` models fit one epoch each in turn; ``{name: row}`` with every epoch's time.
+
+    Epoch ``i`` of both ran back to back, so a slow spell of the machine
+    lands on both sides of their ratio.
+    """
+    steps = math.ceil(len(x) / batch_size)
+    runs = {name: build(name, epochs, steps) for name in ("plain", task)}
+    times = {name: [] for name in runs}
+    accuracy = {}
+    for epoch in range(epochs):
+        for name, (model, callbacks) in runs.items():
+            timer = EpochTimer()
+            history = model.fit(
+                x, y, batch_size=batch_size, epochs=epoch + 1, initial_epoch=epoch, verbose=0,
+                callbacks=[timer, *callbacks],
+            )
+            times[name].append(timer.times[0])
+            accuracy[name] = float(history.history["accuracy"][-1])
+    rows = {}
+    for name, (model, _) in runs.items():
+        sparsity = dense_kernel_sparsity(tfmot.sparsity.keras.strip_pruning(model)) if name == "prune" else None
+        rows[name] = {
+            "framework": "tfmot" if name != "plain" else "tf_keras",
+            "task": name,
+            "epoch_times": times[name],
+            "epoch_s_median": statistics.median(times[name][1:]),
+            "first_epoch_s": times[name][0],
+            "final_accuracy": accuracy[name],
+            "final_sparsity": sparsity,
+        }
+    return rows
+
+
 def run_once(task, x, y, epochs, batch_size):
     """Builds a fresh model, fits it and returns ``(epoch_times, accuracy, sparsity)``."""
     model = build_mlp()
@@ -102,6 +156,9 @@ def parse_args(argv=None):
     parser.add_argument("--samples", type=int, default=8192)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--repeats", type=int, default=1)
+    parser.add_argument(
+        "--alternate", action="store_true", help="fit a plain model and the task's one epoch each in turn"
+    )
     args = parser.parse_args(argv)
     if args.epochs < 2:
         parser.error(
@@ -125,6 +182,11 @@ def main(argv=None):
     with contextlib.redirect_stdout(sys.stderr):
         tf_keras.utils.set_random_seed(args.seed)
         x, y = make_data(args.samples, args.seed)
+        if args.alternate:
+            rows = run_alternating(args.task, x, y, args.epochs, args.batch_size)
+            print(json.dumps({"tf_version": tf.__version__, "tfmot_version": tfmot.__version__, "runs": rows}),
+                  file=sys.__stdout__, flush=True)
+            return
         best = None  # (median, first, accuracy, sparsity) of the fastest repeat.
         for r in range(args.repeats):
             times, acc, sparsity = run_once(args.task, x, y, args.epochs, args.batch_size)

@@ -29,9 +29,12 @@ ABOUT = {
     "each fine-tuned for one epoch: size, latency, accuracy.",
     "pruning_overhead": "Cost of pruning inside `fit` on an MLP (128-512-512-2, 8,192 samples, batch 32, "
     "`PolynomialDecay` to 80%), against plain `fit`; tfmot on tf_keras for comparison. Steady-state "
-    "epoch, fastest of 3 interleaved repeats.",
-    "qat_overhead": "Cost of QAT inside `fit` on the same MLP, against plain `fit`; tfmot on tf_keras for "
-    "comparison; then the QAT model's int8 `.tflite` checked against Keras.",
+    "epoch; each repeat pairs a plain fit with the pruning fit run right after it, and the ratio is the "
+    "median of the pairs with its range.",
+    "qat_overhead": "Cost of QAT inside `fit` on the same MLP, against plain `fit`, paired repeats as above; "
+    "tfmot on tf_keras for comparison; then the QAT model's int8 `.tflite` checked against Keras.",
+    "overhead_breakdown": "Where pruning's and QAT's training overhead goes: the same MLP with one part "
+    "switched off at a time (the mask update; XLA-compiled weight rounding; activation fake quantization).",
     "distillation_speed": "Epoch time of distillation: kcompress's `Distiller` with and without its teacher "
     "cache, against `keras.distillation.Distiller` and the student trained alone.",
     "int8_error_budget": "Where the int8 error of a QAT MiniLM sits: one group of activation tensors left "

@@ -7,14 +7,14 @@ tf_keras model, run in a subprocess because importing tfmot switches a
 process to legacy Keras. Each framework's ratio is to its own plain `fit`
 measured in the same run (tfmot's to plain tf_keras), and the steady-state
 epoch time (median of epochs after the first, which includes tracing) is
-compared. The repeats are interleaved (plain, then the compressed fit, then
-plain again, ...) on each side: repeat i of each pair ran back to back, and
-the ratio is reported as the median of the repeats' paired ratios with
-their range, so a slow spell of a shared machine shows as spread rather
-than as a bias.
+compared. On each side a repeat fits a fresh plain model and a fresh pruned
+one one epoch each in turn, so epoch i of both ran back to back; the ratio
+is the median of those epoch pairs (the first, tracing, left out) over all
+repeats, with its range: a slow spell of a shared machine shows as spread
+rather than as a bias.
 
 Usage:
-    python benchmarks/pruning_overhead.py [--epochs 5] [--repeats 7]
+    python benchmarks/pruning_overhead.py [--epochs 8] [--repeats 3]
 
 Writes benchmarks/results/pruning_overhead.json and .md.
 """
@@ -30,7 +30,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import keras  # noqa: E402
 from _mlp_task import make_data  # noqa: E402
-from _overhead import build_mlp, interleaved_fits, overhead_table, parse_args, run_header, target_line, timed_fit  # noqa: E402
+from _overhead import (  # noqa: E402
+    alternating_fits,
+    build_mlp,
+    compile_mlp,
+    overhead_table,
+    parse_args,
+    repeated,
+    run_header,
+    target_line,
+)
 from _results import write_results  # noqa: E402
 from _subprocess import run_tfmot_baselines  # noqa: E402
 
@@ -39,24 +48,20 @@ from kcompress import pruning  # noqa: E402
 TARGET = 1.05
 
 
-def time_fit(task, x, y, epochs, batch_size, seed):
-    keras.utils.set_random_seed(seed)
-    model = build_mlp()
-    callbacks = []
-    if task == "prune":
-        end_step = epochs * math.ceil(len(x) / batch_size)
-        schedule = pruning.PolynomialDecay(0.0, 0.8, begin_step=0, end_step=end_step, frequency=100)
-        model = pruning.prune_low_magnitude(model, sparsity_schedule=schedule)
-        callbacks.append(pruning.UpdatePruningStep())
-    result = {
-        "framework": "kcompress" if task == "prune" else "keras3",
-        "task": task,
-        **timed_fit(model, x, y, epochs, batch_size, callbacks),
-        "final_sparsity": None,
-    }
-    if task == "prune":
-        result["final_sparsity"] = pruning.sparsity_report(pruning.strip_pruning(model)).total_sparsity
-    return result
+def pair(x, y, args, repeat):
+    """A fresh plain MLP and a pruned one, fit one epoch each in turn: ``{"plain": row, "prune": row}``."""
+    keras.utils.set_random_seed(args.seed + repeat)
+    plain = compile_mlp(build_mlp())
+    keras.utils.set_random_seed(args.seed + repeat)
+    end_step = args.epochs * math.ceil(len(x) / args.batch_size)
+    schedule = pruning.PolynomialDecay(0.0, 0.8, begin_step=0, end_step=end_step, frequency=100)
+    pruned = compile_mlp(pruning.prune_low_magnitude(build_mlp(), sparsity_schedule=schedule))
+    rows = alternating_fits(
+        {"plain": (plain, []), "prune": (pruned, [pruning.UpdatePruningStep()])}, x, y, args.epochs, args.batch_size
+    )
+    rows["plain"]["framework"], rows["prune"]["framework"] = "keras3", "kcompress"
+    rows["prune"]["final_sparsity"] = pruning.sparsity_report(pruning.strip_pruning(pruned)).total_sparsity
+    return rows
 
 
 def _sparsity_text(row):
@@ -64,13 +69,9 @@ def _sparsity_text(row):
 
 
 def main():
-    args = parse_args(__doc__, epochs=5, repeats=7)
+    args = parse_args(__doc__, epochs=8, repeats=3)
     x, y = make_data(args.samples, args.seed)
-    ours = interleaved_fits(
-        ("plain", "prune"),
-        args.repeats,
-        lambda task, i: time_fit(task, x, y, args.epochs, args.batch_size, args.seed + i),
-    )
+    ours = repeated(args.repeats, lambda repeat: pair(x, y, args, repeat))
     tfmot = run_tfmot_baselines(args, ("plain", "prune"))
     result = {
         **run_header("pruning_overhead", args, ours, tfmot, "prune", TARGET),

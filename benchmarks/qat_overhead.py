@@ -7,17 +7,16 @@ of an identical tf_keras model, run in a subprocess because importing tfmot
 switches a process to legacy Keras. Each framework's ratio is to its own
 plain `fit` measured in the same run (tfmot's to plain tf_keras), and the
 steady-state epoch time (median of epochs after the first, which includes
-tracing) is compared. The repeats are interleaved (plain, then QAT, then
-plain again, ...) on each side: repeat i of each pair ran back to back, and
-the ratio is reported as the median of the repeats' paired ratios with
-their range. Final training accuracy and loss are recorded (tfmot's
-baseline reports accuracy only), and the kcompress QAT model of the median
-repeat is converted to an int8 `.tflite`
+tracing) is compared. On each side a repeat fits a fresh plain model and a
+fresh QAT one one epoch each in turn; the ratio is the median of those
+back-to-back epoch pairs over all repeats, with its range. Final training
+accuracy and loss are recorded (tfmot's baseline reports accuracy only),
+and the kcompress QAT model of the last repeat is converted to an int8 `.tflite`
 whose size and agreement with Keras (`tflite_export.verify` on 512 training
 samples) are recorded.
 
 Usage:
-    python benchmarks/qat_overhead.py [--epochs 5] [--repeats 7]
+    python benchmarks/qat_overhead.py [--epochs 8] [--repeats 3]
 
 Writes benchmarks/results/qat_overhead.json and .md.
 """
@@ -34,14 +33,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import keras  # noqa: E402
 from _mlp_task import make_data  # noqa: E402
 from _overhead import (  # noqa: E402
+    alternating_fits,
     build_mlp,
-    interleaved_fits,
+    compile_mlp,
     overhead_table,
     parse_args,
     run_header,
     target_line,
-    timed_fit,
-    typical,
 )
 from _results import write_results  # noqa: E402
 from _subprocess import run_tfmot_baselines  # noqa: E402
@@ -53,18 +51,15 @@ TARGET = 1.10
 VERIFY_SAMPLES = 512
 
 
-def time_fit(task, x, y, epochs, batch_size, seed):
-    """Returns ``(result, model)`` for one fresh fit."""
-    keras.utils.set_random_seed(seed)
-    model = build_mlp()
-    if task == "qat":
-        model = quantization.quantize_model(model)
-    result = {
-        "framework": "kcompress" if task == "qat" else "keras3",
-        "task": task,
-        **timed_fit(model, x, y, epochs, batch_size),
-    }
-    return result, model
+def pair(x, y, args, repeat):
+    """A fresh plain MLP and a QAT one, fit one epoch each in turn: ``({"plain": row, "qat": row}, QAT model)``."""
+    keras.utils.set_random_seed(args.seed + repeat)
+    plain = compile_mlp(build_mlp())
+    keras.utils.set_random_seed(args.seed + repeat)
+    qat = compile_mlp(quantization.quantize_model(build_mlp()))
+    rows = alternating_fits({"plain": (plain, []), "qat": (qat, [])}, x, y, args.epochs, args.batch_size)
+    rows["plain"]["framework"], rows["qat"]["framework"] = "keras3", "kcompress"
+    return rows, qat
 
 
 def export_int8(qat, x):
@@ -84,20 +79,16 @@ def export_int8(qat, x):
 
 
 def main():
-    args = parse_args(__doc__, epochs=5, repeats=7)
+    args = parse_args(__doc__, epochs=8, repeats=3)
     x, y = make_data(args.samples, args.seed)
-    fits = interleaved_fits(
-        ("plain", "qat"),
-        args.repeats,
-        lambda task, i: time_fit(task, x, y, args.epochs, args.batch_size, args.seed + i),
-    )
-    export = export_int8(typical(fits["qat"])[1], x)
+    pairs = [pair(x, y, args, repeat) for repeat in range(args.repeats)]
+    ours = {name: [rows[name] for rows, _ in pairs] for name in ("plain", "qat")}
+    export = export_int8(pairs[-1][1], x)
     print(
         f"int8 .tflite: {export['int8_size_bytes']} bytes, agreement {export['agreement']:.4f}, "
         f"within one step {export['within_one_step']:.4f}",
         flush=True,
     )
-    ours = {task: [row for row, _ in runs] for task, runs in fits.items()}
     tfmot = run_tfmot_baselines(args, ("plain", "qat"))
     result = {
         **run_header("qat_overhead", args, ours, tfmot, "qat", TARGET),
