@@ -48,6 +48,19 @@ def _seed():
     keras.backend.clear_session(free_memory=False)
 
 
+@pytest.fixture(params=["mixed_float16", "mixed_bfloat16"])
+def policy(request):
+    """Each mixed-precision policy in turn as the global policy (a `keras.DTypePolicy`); float32 after.
+
+    Parametrize it indirectly to pick one: ``@pytest.mark.parametrize("policy", [...], indirect=True)``.
+    """
+    keras.mixed_precision.set_global_policy(request.param)
+    try:
+        yield keras.mixed_precision.global_policy()
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+
+
 @pytest.fixture(scope="session")
 def mirrored_strategy():
     """The one MirroredStrategy of the test session, over the two logical CPUs.

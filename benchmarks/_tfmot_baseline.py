@@ -124,27 +124,13 @@ def run_alternating(task, x, y, epochs, batch_size):
 
 def run_once(task, x, y, epochs, batch_size):
     """Builds a fresh model, fits it and returns ``(epoch_times, accuracy, sparsity)``."""
-    model = build_mlp()
-    callbacks = [EpochTimer()]
-    if task == "prune":
-        end_step = epochs * math.ceil(len(x) / batch_size)
-        schedule = tfmot.sparsity.keras.PolynomialDecay(
-            initial_sparsity=0.0, final_sparsity=0.8, begin_step=0, end_step=end_step, frequency=100
-        )
-        model = tfmot.sparsity.keras.prune_low_magnitude(model, pruning_schedule=schedule)
-        callbacks.append(tfmot.sparsity.keras.UpdatePruningStep())
-    elif task == "qat":
-        model = tfmot.quantization.keras.quantize_model(model)
-    model.compile(
-        optimizer=tf_keras.optimizers.Adam(1e-3),
-        loss=tf_keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-        metrics=["accuracy"],
-    )
-    history = model.fit(x, y, epochs=epochs, batch_size=batch_size, verbose=0, callbacks=callbacks)
+    model, callbacks = build(task, epochs, math.ceil(len(x) / batch_size))
+    timer = EpochTimer()
+    history = model.fit(x, y, epochs=epochs, batch_size=batch_size, verbose=0, callbacks=[timer, *callbacks])
     sparsity = None
     if task == "prune":
         sparsity = dense_kernel_sparsity(tfmot.sparsity.keras.strip_pruning(model))
-    return callbacks[0].times, float(history.history["accuracy"][-1]), sparsity
+    return timer.times, float(history.history["accuracy"][-1]), sparsity
 
 
 def parse_args(argv=None):

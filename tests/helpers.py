@@ -185,3 +185,40 @@ def is_same_kind(copy, model):
     """A wrapped copy keeps its model's class; a keras-hub or subclassed one is a same-named
     subclass of it that only saves differently (`kcompress._swaps`)."""
     return isinstance(copy, type(model)) and type(copy).__name__ == type(model).__name__
+
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def run_jax_processes(module, *args, count=2, timeout=600):
+    """Runs ``python -m module ADDRESS PROCESS_ID *args`` in `count` KERAS_BACKEND=jax processes at once.
+
+    The processes meet at a free local port; each must print one JSON line
+    last. Returns those lines, parsed, by process id.
+    """
+    import json
+    import socket
+    import subprocess
+    import sys
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        address = f"127.0.0.1:{s.getsockname()[1]}"
+    env = {**os.environ, "KERAS_BACKEND": "jax", "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": ROOT}
+    workers = [
+        subprocess.Popen(
+            [sys.executable, "-m", module, address, str(i), *map(str, args)],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for i in range(count)
+    ]
+    results = []
+    for worker in workers:
+        stdout, stderr = worker.communicate(timeout=timeout)
+        assert worker.returncode == 0, stderr[-3000:]
+        results.append(json.loads(stdout.strip().splitlines()[-1]))
+    return results

@@ -52,7 +52,7 @@ def save_tokens(path, tokens):
 
 def load_tokens(path):
     """The `Tokens` written by `save_tokens` (see there)."""
-    from kcompress.pipeline.run import Tokens
+    from kcompress.pipeline.data import Tokens
 
     values = {}
     with np.load(path) as arrays:

@@ -10,6 +10,17 @@ import numpy as np
 from kcompress._errors import expected_error
 from kcompress.data import CLASS_NAMES, TextSplit, load_rotten_tomatoes
 
+
+@dataclasses.dataclass(frozen=True)
+class Tokens:
+    """The model inputs of the train and test examples: token-id arrays of texts, or images."""
+
+    x_train: dict
+    y_train: np.ndarray
+    x_test: dict
+    y_test: np.ndarray
+
+
 # A CSV's rows are split 4:1 into training and test texts: 5 rows of a label
 # give it 4 to train on and 1 to test on (on average; the split is random).
 MIN_EXAMPLES_PER_CLASS = 5

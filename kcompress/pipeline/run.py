@@ -17,7 +17,7 @@ from kcompress._atomic import write_atomic
 from kcompress._errors import expected_error
 from kcompress.pipeline import measure
 from kcompress.pipeline._tensorflow import TensorFlowWorker, save_tokens
-from kcompress.pipeline.data import head, tokenize
+from kcompress.pipeline.data import Tokens, head, tokenize
 from kcompress.pipeline.export import CALIBRATION_EXAMPLES, run_export
 from kcompress.pipeline.images import ImageData, ends_in_softmax, image_input, read_images
 from kcompress.pipeline.report import report_table, write_report
@@ -25,16 +25,6 @@ from kcompress.pipeline.sources import load_data
 from kcompress.pipeline.stages import STAGES, text_only
 
 _DONE = "stage.json"
-
-
-@dataclasses.dataclass(frozen=True)
-class Tokens:
-    """The model inputs of the train and test examples: token-id arrays of texts, or images."""
-
-    x_train: dict
-    y_train: np.ndarray
-    x_test: dict
-    y_test: np.ndarray
 
 
 @dataclasses.dataclass

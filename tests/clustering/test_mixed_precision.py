@@ -1,21 +1,10 @@
 """Clustering under the mixed-precision policies (TensorFlow): train, strip, float32 weights."""
 
-import keras
 import numpy as np
-import pytest
 
 from kcompress import clustering
 from tests.clustering.chelpers import fit, named_mlp, outputs
 from tests.helpers import data_for, save_and_load
-
-
-@pytest.fixture(params=["mixed_float16", "mixed_bfloat16"])
-def policy(request):
-    keras.mixed_precision.set_global_policy(request.param)
-    try:
-        yield keras.mixed_precision.global_policy()
-    finally:
-        keras.mixed_precision.set_global_policy("float32")
 
 
 def test_cluster_fit_strip(policy):

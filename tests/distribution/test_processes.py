@@ -1,43 +1,17 @@
 """`kcompress.distribution`: two local JAX processes train data-parallel and agree; the setup's errors."""
 
-import json
-import os
-import socket
-import subprocess
-import sys
-
 import keras
 import numpy as np
 import pytest
 
 from kcompress import distribution
-
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from tests.helpers import run_jax_processes
 
 
 @pytest.fixture(scope="module")
 def two_processes():
     """The JSON line each of two KERAS_BACKEND=jax worker processes printed."""
-    address = f"127.0.0.1:{free_port()}"
-    env = {**os.environ, "KERAS_BACKEND": "jax", "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": ROOT}
-    command = [sys.executable, "-m", "tests.distribution.two_process_worker", address]
-    workers = [
-        subprocess.Popen([*command, str(i)], cwd=ROOT, env=env,
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        for i in range(2)
-    ]
-    results = []
-    for worker in workers:
-        out, err = worker.communicate(timeout=240)
-        assert worker.returncode == 0, err[-3000:]
-        results.append(json.loads(out.strip().splitlines()[-1]))
-    return results
+    return run_jax_processes("tests.distribution.two_process_worker", timeout=240)
 
 
 def test_every_process_ends_with_the_same_weights_and_masks(two_processes):

@@ -2,44 +2,15 @@
 
 import json
 import os
-import socket
-import subprocess
-import sys
 
 import pytest
 
+from tests.helpers import run_jax_processes
 from tests.pipeline.conftest import tiny_config
-
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _run_two_processes(config_path, out):
-    address = f"127.0.0.1:{_free_port()}"
-    env = {**os.environ, "KERAS_BACKEND": "jax", "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": ROOT}
-    command = [sys.executable, "-m", "tests.pipeline.two_process_worker", address]
-    workers = [
-        subprocess.Popen(
-            [*command, str(i), str(config_path), str(out)],
-            cwd=ROOT,
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for i in range(2)
-    ]
-    results = []
-    for worker in workers:
-        stdout, stderr = worker.communicate(timeout=1200)
-        assert worker.returncode == 0, stderr[-3000:]
-        results.append(json.loads(stdout.strip().splitlines()[-1]))
-    return results
+    return run_jax_processes("tests.pipeline.two_process_worker", config_path, out, timeout=1200)
 
 
 @pytest.mark.large

@@ -2,20 +2,10 @@
 
 import keras
 import numpy as np
-import pytest
 
 from kcompress import structured
 from kcompress.structured import IterativeStructuredPruning, importance_scores
 from tests.structured.shelpers import TF_HEAD_SCORES, inputs, logits, tiny_classifier
-
-
-@pytest.fixture(params=["mixed_float16", "mixed_bfloat16"])
-def policy(request):
-    keras.mixed_precision.set_global_policy(request.param)
-    try:
-        yield keras.mixed_precision.global_policy()
-    finally:
-        keras.mixed_precision.set_global_policy("float32")
 
 
 def _float32_weights(model):
