@@ -105,8 +105,55 @@ def _nudged(minimum, maximum, num_bits):
     return scale, inverse, (0.0 - zero) * scale, (top - zero) * scale
 
 
-class TensorFlowPrimitives:
-    """TensorFlow's ops: the graph the TFLite converter reads, and XLA-compiled weight rounding."""
+class KerasPrimitives:
+    """The same math in `keras.ops`, for any backend: no converter reads these graphs."""
+
+    @staticmethod
+    def fake_quant_vars(x, minimum, maximum, bits):
+        return fake_quant_with_min_max_vars(x, minimum, maximum, num_bits=bits)
+
+    @staticmethod
+    def pass_through(fn, x):
+        return straight_through(x, fn(x))
+
+    @staticmethod
+    def compile(fn):
+        # A JAX training step is one compiled function already.
+        return fn
+
+    @staticmethod
+    def divide(x, divisor):
+        """``x / divisor``, correctly rounded."""
+        return x / divisor
+
+    @staticmethod
+    def mean(x, axis):
+        """The mean over `axis`, kept, correctly rounded from the sum (a tie of levels stays a tie)."""
+        return ops.mean(x, axis=axis, keepdims=True)
+
+    @staticmethod
+    def executing_eagerly(x):
+        return True
+
+    @staticmethod
+    def init_scope():
+        return contextlib.nullcontext()
+
+    @staticmethod
+    def row_products(x, weights):
+        return ops.matmul(x, ops.convert_to_tensor(weights, x.dtype))
+
+    @staticmethod
+    def row_sum_squares(x):
+        rows = ops.expand_dims(x, -2)
+        return ops.squeeze(ops.matmul(rows, ops.expand_dims(x, -1)), -1)
+
+
+class TensorFlowPrimitives(KerasPrimitives):
+    """TensorFlow's ops: the graph the TFLite converter reads, and XLA-compiled weight rounding.
+
+    Divisions and means are `KerasPrimitives`' (TensorFlow rounds both correctly).
+    """
 
     @staticmethod
     def fake_quant_vars(x, minimum, maximum, bits):
@@ -127,16 +174,6 @@ class TensorFlowPrimitives:
         import tensorflow as tf
 
         return tf.function(fn, jit_compile=True, autograph=False)
-
-    @staticmethod
-    def divide(x, divisor):
-        """``x / divisor``, correctly rounded."""
-        return x / divisor
-
-    @staticmethod
-    def mean(x, axis):
-        """The mean over `axis`, kept, correctly rounded from the sum (a tie of levels stays a tie)."""
-        return ops.mean(x, axis=axis, keepdims=True)
 
     @staticmethod
     def executing_eagerly(x):
@@ -168,48 +205,6 @@ class TensorFlowPrimitives:
         rows = tf.reshape(x, [-1, 1, x.shape[-1]])
         sums = tf.matmul(rows, rows, transpose_b=True)
         return tf.reshape(sums, tf.concat([tf.shape(x)[:-1], [1]], axis=0))
-
-
-class KerasPrimitives:
-    """The same math in `keras.ops`, for any backend: no converter reads these graphs."""
-
-    @staticmethod
-    def fake_quant_vars(x, minimum, maximum, bits):
-        return fake_quant_with_min_max_vars(x, minimum, maximum, num_bits=bits)
-
-    @staticmethod
-    def pass_through(fn, x):
-        return straight_through(x, fn(x))
-
-    @staticmethod
-    def compile(fn):
-        # A JAX training step is one compiled function already.
-        return fn
-
-    @staticmethod
-    def divide(x, divisor):
-        return x / divisor
-
-    @staticmethod
-    def mean(x, axis):
-        return ops.mean(x, axis=axis, keepdims=True)
-
-    @staticmethod
-    def executing_eagerly(x):
-        return True
-
-    @staticmethod
-    def init_scope():
-        return contextlib.nullcontext()
-
-    @staticmethod
-    def row_products(x, weights):
-        return ops.matmul(x, ops.convert_to_tensor(weights, x.dtype))
-
-    @staticmethod
-    def row_sum_squares(x):
-        rows = ops.expand_dims(x, -2)
-        return ops.squeeze(ops.matmul(rows, ops.expand_dims(x, -1)), -1)
 
 
 class JaxPrimitives(KerasPrimitives):
