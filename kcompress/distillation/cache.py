@@ -246,6 +246,40 @@ def check_backend():
     return backend
 
 
+def teacher_pass(teacher_forward, variables):
+    """``forward(inputs) -> (example keys, teacher_forward(inputs))``, compiled for the backend: what fills a cache.
+
+    Under TensorFlow a `tf.function`; under JAX a `jax.jit` of a stateless
+    call that maps each of `variables` (everything `teacher_forward` reads)
+    to its value.
+
+    Example:
+
+    >>> import numpy as np
+    >>> weight = keras.Variable(np.float32(2.0))
+    >>> forward = teacher_pass(lambda x: {"logits": x * weight.value}, [weight])
+    >>> keys, values = forward(np.ones((2, 3), "float32"))
+    >>> tuple(keys.shape), np.asarray(values["logits"]).tolist()
+    ((2,), [[2.0, 2.0, 2.0], [2.0, 2.0, 2.0]])
+    """
+    if check_backend() == "tensorflow":
+        return tf.function(lambda inputs: (example_keys(inputs), teacher_forward(inputs)))
+    import jax
+
+    def stateless(values, inputs):
+        # Maps every variable the teacher reads: a nested StatelessScope does not see the outer one.
+        with keras.StatelessScope(state_mapping=list(zip(variables, values))):
+            return teacher_forward(inputs)
+
+    compiled = jax.jit(stateless)
+
+    def forward(inputs):
+        inputs = keras.tree.map_structure(np.asarray, inputs)
+        return example_keys(inputs), compiled([variable.value for variable in variables], inputs)
+
+    return forward
+
+
 def _host_find(cache, inputs):
     """`TeacherCache.find` under JAX: the keys and rows are computed on the host."""
     import jax

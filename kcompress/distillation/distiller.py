@@ -4,7 +4,6 @@ import threading
 import time
 
 import keras
-import numpy as np
 import tensorflow as tf
 from keras import ops
 
@@ -12,8 +11,8 @@ from kcompress._errors import expected_error
 from kcompress.distillation.cache import (
     TeacherCache,
     check_backend,
-    example_keys,
     input_batches,
+    teacher_pass,
     teacher_signature,
 )
 from kcompress.distillation.losses import DistillationLoss, LossInputs, default_losses
@@ -281,7 +280,7 @@ class Distiller(keras.Model):
         if self.cache is None:
             raise expected_error("a Distiller made with cache=True or a TeacherCache", cache=None)
         batches, total = input_batches(x, batch_size or _CACHE_BATCH_SIZE, steps)
-        forward = self._compiled_teacher_forward()
+        forward = teacher_pass(self._teacher_forward, self.teacher.variables)
         signature = teacher_signature(self.teacher, self._teacher_keys)
         started = time.perf_counter()
         added = self.cache.fill(forward, batches, signature, total=total, verbose=1 if verbose == 1 else 0)
@@ -295,27 +294,6 @@ class Distiller(keras.Model):
             # Traced steps hold the previous lookup table.
             self.train_function = self.test_function = None
         return added
-
-    def _compiled_teacher_forward(self):
-        """``forward(x) -> (example keys, teacher features)``, compiled for the backend."""
-        if check_backend() == "tensorflow":
-            return tf.function(lambda inputs: (example_keys(inputs), self._teacher_forward(inputs)))
-        import jax
-
-        variables = self.teacher.variables
-
-        def stateless(values, inputs):
-            # Maps every variable the teacher reads: a nested StatelessScope does not see the outer one.
-            with keras.StatelessScope(state_mapping=list(zip(variables, values))):
-                return self._teacher_forward(inputs)
-
-        compiled = jax.jit(stateless)
-
-        def forward(inputs):
-            inputs = keras.tree.map_structure(np.asarray, inputs)
-            return example_keys(inputs), compiled([variable.value for variable in variables], inputs)
-
-        return forward
 
     def fit(self, x=None, y=None, batch_size=None, epochs=1, verbose="auto", **kwargs):
         """`keras.Model.fit`, filling the teacher cache first when there is one."""
